@@ -1,0 +1,180 @@
+"""The functional builder: one EfficientNet for any scaling, and its multi-scale features."""
+
+from __future__ import annotations
+
+import os
+
+import keras
+from keras import layers
+
+from effnet_tf import blocks
+from effnet_tf.normalization import normalize_layer
+from effnet_tf.scaling import MIN_IMAGE_SIZE, Scaling, survival_prob
+
+POOLINGS = (None, "avg", "max")
+
+
+def feature_info(variant="b0") -> list[dict]:
+    """The five feature maps of ``features_only`` models: stride, channels and layer name.
+
+    Each is the output of the last block before the next stride-2 stage (and of the last
+    block): strides 2, 4, 8, 16, 32, i.e. the ends of stages 1, 2, 3, 5 and 7 for B0.
+    """
+    scaling = Scaling.resolve(variant)
+    all_blocks = scaling.blocks()
+    info, stride = [], 2  # after the stem
+    for i, block in enumerate(all_blocks):
+        stride *= block.strides
+        is_last = i + 1 == len(all_blocks)
+        if is_last or all_blocks[i + 1].strides == 2:
+            info.append(
+                {
+                    "stride": stride,
+                    "channels": block.filters_out,
+                    "layer": blocks.output_layer_name(block),
+                    "stage": block.stage,
+                }
+            )
+    return info
+
+
+def _check_args(scaling, classes, input_shape, pooling, dropout, drop_connect_rate,
+                include_preprocessing, weights):
+    if isinstance(classes, bool) or not isinstance(classes, int) or classes < 1:
+        raise ValueError(f"classes must be an integer >= 1, got {classes!r}")
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+    if dropout is not None and not 0 <= dropout < 1:
+        raise ValueError(f"dropout must be in [0, 1) or None, got {dropout!r}")
+    if not 0 <= drop_connect_rate < 1:
+        raise ValueError(f"drop_connect_rate must be in [0, 1), got {drop_connect_rate!r}")
+    if weights is not None and not (
+        isinstance(weights, (str, os.PathLike)) and os.path.isfile(weights)
+    ):
+        raise ValueError(
+            f"weights must be None or the path of an existing weights file "
+            f"(nothing is downloaded), got {weights!r}"
+        )
+    if input_shape is None:
+        return (scaling.resolution, scaling.resolution, 3)
+    input_shape = tuple(input_shape)
+    if len(input_shape) != 3:
+        raise ValueError(f"input_shape must be (height, width, channels), got {input_shape!r}")
+    for size in input_shape[:2]:
+        if size is not None and (not isinstance(size, int) or size < MIN_IMAGE_SIZE):
+            raise ValueError(
+                f"input_shape height and width must be >= {MIN_IMAGE_SIZE} or None, "
+                f"got {input_shape!r}"
+            )
+    if include_preprocessing and input_shape[2] != 3:
+        raise ValueError(
+            f"input_shape must have 3 (RGB) channels with include_preprocessing=True, "
+            f"got {input_shape!r}"
+        )
+    return input_shape
+
+
+def EfficientNet(
+    variant="b0",
+    *,
+    include_top: bool = True,
+    classes: int = 1000,
+    input_shape=None,
+    pooling=None,
+    dropout=None,
+    drop_connect_rate: float = 0.2,
+    include_preprocessing: bool = True,
+    classifier_activation="softmax",
+    weights=None,
+    name=None,
+    features_only: bool = False,
+) -> keras.Model:
+    """Builds an EfficientNet as a Keras functional model.
+
+    Args:
+      variant: "b0".."b7", "b8", "l2" (the published table), a number (phi, by the compound
+        formula ``1.2**phi, 1.1**phi, 1.15**phi``) or a ``Scaling``.
+      include_top: end with pooling, dropout and the ``predictions`` dense layer.
+      classes: outputs of the classifier.
+      input_shape: (height, width, 3); default the variant's resolution. Sizes >= 32 or None.
+      pooling: without the top, None (4D output), "avg" or "max".
+      dropout: rate before the classifier; default the variant's.
+      drop_connect_rate: stochastic depth; block i of N drops with ``rate * i / N``.
+      include_preprocessing: inputs are RGB floats in [0, 255], normalized inside the model
+        with the ImageNet mean and standard deviation; False: feed normalized inputs.
+      classifier_activation: activation of ``predictions``; None returns logits.
+      weights: None (random) or the path of a keras.applications-style weights file.
+      name: model name; default "efficientnetb0" etc.
+      features_only: return the five feature maps at strides 2, 4, 8, 16, 32 (a list, see
+        ``feature_info``) instead of the head.
+
+    Returns:
+      A ``keras.Model``. Layer names equal keras.applications' (``block6d_project_bn``).
+    """
+    scaling = Scaling.resolve(variant)
+    input_shape = _check_args(scaling, classes, input_shape, pooling, dropout,
+                              drop_connect_rate, include_preprocessing, weights)
+    dropout = scaling.dropout_rate if dropout is None else dropout
+
+    inputs = keras.Input(shape=input_shape, name="input_layer")
+    x = normalize_layer()(inputs) if include_preprocessing else inputs
+    x = blocks.conv_bn(x, scaling.stem_filters, 3, 2, name="stem_")
+
+    all_blocks = scaling.blocks()
+    feature_layers = {f["layer"] for f in feature_info(scaling)}
+    features = []
+    for i, block in enumerate(all_blocks):
+        rate = 1.0 - survival_prob(i, len(all_blocks), drop_connect_rate)
+        x = blocks.mbconv(x, block, rate)
+        if blocks.output_layer_name(block) in feature_layers:
+            features.append(x)
+
+    if features_only:
+        outputs = features
+    else:
+        x = blocks.conv_bn(x, scaling.head_filters, 1, 1, name="top_")
+        if include_top:
+            outputs = blocks.classifier(x, classes, classifier_activation, dropout)
+        elif pooling == "avg":
+            outputs = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+        elif pooling == "max":
+            outputs = layers.GlobalMaxPooling2D(name="max_pool")(x)
+        else:
+            outputs = x
+
+    model = keras.Model(inputs, outputs, name=name or _default_name(scaling))
+    if weights is not None:
+        from effnet_tf import weights as weights_lib
+
+        weights_lib.load(model, weights)
+    return model
+
+
+def _default_name(scaling: Scaling) -> str:
+    if scaling.source == "table":
+        return f"efficientnet{scaling.name}"
+    return f"efficientnet_{scaling.name}".replace(".", "_").replace("-", "m")
+
+
+def _variant_builder(variant: str):
+    def build(**kwargs) -> keras.Model:
+        return EfficientNet(variant, **kwargs)
+
+    build.__name__ = f"EfficientNet{variant.upper()}"
+    build.__qualname__ = build.__name__
+    build.__doc__ = (
+        f"EfficientNet-{variant.upper()} from the published table; "
+        f"``{build.__name__}(**kw) == EfficientNet('{variant}', **kw)``.\n\n"
+        + EfficientNet.__doc__.split("Args:", 1)[1].join(("Keyword args:", ""))
+    )
+    return build
+
+
+EfficientNetB0 = _variant_builder("b0")
+EfficientNetB1 = _variant_builder("b1")
+EfficientNetB2 = _variant_builder("b2")
+EfficientNetB3 = _variant_builder("b3")
+EfficientNetB4 = _variant_builder("b4")
+EfficientNetB5 = _variant_builder("b5")
+EfficientNetB6 = _variant_builder("b6")
+EfficientNetB7 = _variant_builder("b7")

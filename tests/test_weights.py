@@ -1,0 +1,115 @@
+"""Parity with keras.applications: parameter counts, weight loading, identical outputs."""
+
+import h5py
+import keras
+import numpy as np
+import pytest
+from conftest import PUBLISHED
+
+import effnet_tf
+from effnet_tf import weights
+
+SIZE = 64  # small input: parity of the arithmetic does not depend on the resolution
+KERAS_BUILDERS = {v: getattr(keras.applications, f"EfficientNet{v.upper()}") for v in PUBLISHED}
+
+
+def keras_reference(variant, include_top, seed=0):
+    """keras.applications model with random weights and BN statistics, normalization set to
+    the ImageNet mean/variance (its layer is otherwise an identity when weights=None)."""
+    model = KERAS_BUILDERS[variant](
+        weights=None, include_top=include_top, input_shape=(SIZE, SIZE, 3),
+        classifier_activation=None)
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Normalization):
+            layer.set_weights([np.array([0.485, 0.456, 0.406]),
+                               np.array([0.229, 0.224, 0.225]) ** 2, np.array(0)])
+            layer.finalize_state()  # Keras reads mean/variance from here, not from set_weights
+        elif isinstance(layer, keras.layers.BatchNormalization):
+            c = layer.gamma.shape[0]
+            layer.set_weights([rng.uniform(0.5, 1.5, c), rng.normal(0, 0.1, c),
+                               rng.normal(0, 0.1, c), rng.uniform(0.5, 1.5, c)])
+        elif layer.weights:
+            layer.set_weights([w + rng.normal(0, 0.01, w.shape) for w in layer.get_weights()])
+    return model
+
+
+@pytest.mark.parametrize("variant", PUBLISHED)
+def test_param_counts_equal_keras_applications(variant):
+    ours = effnet_tf.EfficientNet(variant)
+    theirs = KERAS_BUILDERS[variant](weights=None)
+    trainable = lambda m: sum(int(np.prod(w.shape)) for w in m.trainable_weights)  # noqa: E731
+    assert trainable(ours) == trainable(theirs)
+    assert theirs.count_params() - ours.count_params() == 7  # its normalization constants
+    assert effnet_tf.count_params(ours) == effnet_tf.count_params(variant)
+    assert effnet_tf.flops(ours) == effnet_tf.flops(variant) == effnet_tf.flops(theirs)
+
+
+@pytest.mark.parametrize("include_top", [True, False], ids=["top", "notop"])
+@pytest.mark.parametrize("variant", PUBLISHED)
+def test_outputs_equal_keras_applications_after_load(variant, include_top):
+    theirs = keras_reference(variant, include_top)
+    ours = effnet_tf.EfficientNet(variant, include_top=include_top, input_shape=(SIZE, SIZE, 3),
+                                  classifier_activation=None)
+    loaded = weights.load(ours, theirs)
+    assert len(loaded) == sum(1 for layer in ours.layers if layer.weights)
+    x = np.random.default_rng(1).uniform(0, 255, (2, SIZE, SIZE, 3)).astype("float32")
+    expected = theirs.predict(x, verbose=0)
+    got = ours.predict(x, verbose=0)
+    rel = np.abs(got - expected).max() / np.abs(expected).max()
+    assert rel < 1e-4, rel
+
+
+def save_legacy_h5(model, path):
+    """The Keras 2 HDF5 weights layout of keras.applications' efficientnetb0.h5 files."""
+    with h5py.File(path, "w") as f:
+        names = [layer.name for layer in model.layers]
+        f.attrs["layer_names"] = [n.encode() for n in names]
+        for layer in model.layers:
+            g = f.create_group(layer.name)
+            weight_names = [f"{layer.name}/{w.name}:0" for w in layer.weights]
+            g.attrs["weight_names"] = [n.encode() for n in weight_names]
+            for n, value in zip(weight_names, layer.get_weights()):
+                g.create_dataset(n, data=value)
+
+
+@pytest.mark.parametrize("suffix", ["legacy.h5", "keras3.weights.h5"])
+def test_loads_hdf5_weight_files(tmp_path, suffix):
+    theirs = keras_reference("b0", include_top=False, seed=3)
+    path = tmp_path / f"efficientnetb0_notop.{suffix}"
+    if suffix == "legacy.h5":
+        save_legacy_h5(theirs, path)
+    else:
+        theirs.save_weights(path)
+    ours = effnet_tf.EfficientNet("b0", include_top=False, input_shape=(SIZE, SIZE, 3),
+                                  weights=str(path))
+    x = np.random.default_rng(2).uniform(0, 255, (1, SIZE, SIZE, 3)).astype("float32")
+    np.testing.assert_allclose(ours.predict(x, verbose=0), theirs.predict(x, verbose=0),
+                               rtol=1e-4, atol=1e-4)
+
+
+def test_notop_file_into_a_top_model_names_the_missing_layer(tmp_path):
+    path = tmp_path / "efficientnetb0_notop.h5"
+    save_legacy_h5(effnet_tf.EfficientNet("b0", include_top=False), path)
+    model = effnet_tf.EfficientNet("b0")
+    before = model.get_layer("stem_conv").get_weights()[0].copy()
+    with pytest.raises(ValueError, match="layer 'predictions' is missing from the source"):
+        weights.load(model, path)
+    # nothing was assigned
+    np.testing.assert_array_equal(model.get_layer("stem_conv").get_weights()[0], before)
+    # fine-tuning: keep a fresh classifier
+    loaded = weights.load(model, path, skip_mismatch=True)
+    assert "predictions" not in loaded and "stem_conv" in loaded
+
+
+def test_other_variant_names_the_first_mismatched_layer(tiny):
+    with pytest.raises(ValueError, match=r"layer 'block1a_dwconv' has weight shapes"):
+        weights.load(effnet_tf.EfficientNet("b0", include_top=False),
+                     effnet_tf.EfficientNet("b2", include_top=False))
+
+
+def test_missing_weights_file():
+    with pytest.raises(ValueError, match="weights must be None or the path of an existing"):
+        effnet_tf.EfficientNet("b0", weights="imagenet")
+    with pytest.raises(ValueError, match="weights file '/nope.h5' does not exist"):
+        weights.load(effnet_tf.EfficientNet("b0"), "/nope.h5")
