@@ -20,8 +20,8 @@ from absl import logging
 
 
 def read_h5(path) -> dict[str, list[np.ndarray]]:
-    """``{layer_name: [arrays]}`` from a Keras 2 weights/model HDF5 file or a Keras 3
-    ``.weights.h5`` file."""
+    """``{layer_name: [arrays]}`` from a Keras 2 weights or model HDF5 file (the format of
+    keras.applications' weight files)."""
     with h5py.File(path, "r") as f:
         group = f["model_weights"] if "model_weights" in f else f
         if "layer_names" in group.attrs:
@@ -32,14 +32,13 @@ def read_h5(path) -> dict[str, list[np.ndarray]]:
                 if names:
                     out[layer_name] = [np.asarray(layer_group[n]) for n in names]
             return out
-        if "layers" in f:  # Keras 3: layers/<name>/vars/<index>
-            out = {}
-            for layer_name, layer_group in f["layers"].items():
-                variables = layer_group.get("vars", {})
-                if len(variables):
-                    out[layer_name] = [np.asarray(variables[str(i)]) for i in range(len(variables))]
-            return out
-    raise ValueError(f"{path} is not a Keras weights file: it has neither 'layer_names' nor 'layers'")
+        if "layers" in f:
+            raise ValueError(
+                f"{path} is a Keras 3 '.weights.h5' file, which keys weights by layer class "
+                "and order, not by name: load it with model.load_weights() into the model it "
+                "was saved from, or pass that model to effnet_tf.weights.load()"
+            )
+    raise ValueError(f"{path} is not a Keras HDF5 weights file (no 'layer_names')")
 
 
 def _strings(values) -> list[str]:
