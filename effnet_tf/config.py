@@ -1,0 +1,76 @@
+"""The default training configuration: the paper's ImageNet recipe (REFERENCE.md section 5).
+
+Recipes in ``configs/`` import this and override a few fields; the command line overrides
+single fields (``--config.global_batch_size=512``) or uses the shorthand flags of
+``effnet_tf.train`` (``--variant b4``).
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+
+    # Model: a published variant, or the compound formula when phi is set.
+    c.variant = "b0"
+    c.phi = ml_collections.FieldReference(None, field_type=float)
+    c.alpha, c.beta, c.gamma = 1.2, 1.1, 1.15
+    c.width_coefficient = ml_collections.FieldReference(None, field_type=float)
+    c.depth_coefficient = ml_collections.FieldReference(None, field_type=float)
+    c.image_size = ml_collections.FieldReference(None, field_type=int)  # default: variant's
+    c.dropout = ml_collections.FieldReference(None, field_type=float)  # default: variant's
+    c.drop_connect_rate = 0.2
+    c.sync_batch_norm = False
+
+    # Data (any source of the pipelines package).
+    c.dataset = "tfds:imagenet2012"
+    c.data_dir = ml_collections.FieldReference(None, field_type=str)
+    c.train_split = "train"
+    c.eval_split = "validation"
+    c.num_classes = ml_collections.FieldReference(None, field_type=int)  # default: source's
+    c.augment = "autoaugment"  # none | autoaugment | randaugment
+    c.randaugment_layers = 2
+    c.randaugment_magnitude = 10
+    c.mixup_alpha = 0.0
+    c.cutmix_alpha = 0.0
+    c.cache = False
+
+    # Schedule: official RMSProp recipe, learning rate 0.016 per 256 images.
+    c.global_batch_size = 4096
+    c.epochs = 350
+    c.steps_per_epoch = ml_collections.FieldReference(None, field_type=int)  # default: data
+    c.eval_steps = ml_collections.FieldReference(None, field_type=int)  # default: whole split
+    c.base_learning_rate = 0.016  # per 256 images
+    c.warmup_epochs = 5.0
+    c.lr_schedule = "exponential"  # exponential | cosine | constant
+    c.lr_decay_rate = 0.97
+    c.lr_decay_epochs = 2.4
+    c.optimizer = "rmsprop"  # rmsprop | sgd | adam
+    c.rmsprop_rho = 0.9
+    c.momentum = 0.9
+    c.optimizer_epsilon = 1e-3
+    c.weight_decay = 1e-5  # L2, as weight_decay * sum(w**2) / 2 over non-BN weights
+    c.label_smoothing = 0.1
+    c.ema_decay = 0.9999  # 0 turns the moving average off
+
+    # Fine-tuning: start from weights, train a new head with a frozen backbone first.
+    c.pretrained = ml_collections.FieldReference(None, field_type=str)
+    c.freeze_backbone_epochs = 0
+    c.freeze_batch_norm = False  # keep BN in inference mode for the whole run
+
+    # Runtime.
+    c.strategy = "auto"  # auto | cpu | one_device | mirrored | multi_worker | tpu
+    c.tpu = ""  # TPU name or address for TPUClusterResolver ("" on Colab)
+    c.cpu_devices = 1  # logical CPU devices (for mirrored on a CPU-only machine)
+    c.jit_compile = "auto"  # auto | true | false
+    c.mixed_precision = "auto"  # auto | float32 | mixed_float16 | mixed_bfloat16
+    c.steps_per_execution = 1
+    c.deterministic = False
+    c.seed = 0
+    c.checkpoint_every_steps = 1000
+    c.keep_checkpoints = 3
+    c.checkpoint_data_position = "auto"  # auto (when deterministic) | true | false
+    c.log_every_steps = 100
+    return c

@@ -1,0 +1,62 @@
+"""From a training config to per-replica tf.data pipelines (the ``pipelines`` package)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import tensorflow as tf
+
+import pipelines
+from pipelines.synthetic import write_image_folder
+
+SYNTHETIC = "synthetic"
+
+
+def resolve_source(config, model_dir: str):
+    """The dataset spec the pipelines understand; ``synthetic`` writes its JPEG folder once
+    under ``<model_dir>/data``."""
+    if config.dataset == SYNTHETIC:
+        root = os.path.join(model_dir, "data")
+        write_image_folder(root, num_classes=config.num_classes or 4, seed=config.seed)
+        return root
+    return config.dataset
+
+
+@dataclasses.dataclass
+class DataSpec:
+    config: object
+    source: object
+    image_size: int
+    num_classes: int
+    train_examples: int | None
+
+    @classmethod
+    def from_config(cls, config, image_size: int, model_dir: str) -> "DataSpec":
+        source = pipelines.get_source(resolve_source(config, model_dir), data_dir=config.data_dir)
+        num_classes = config.num_classes or source.num_classes
+        if source.num_classes and num_classes != source.num_classes:
+            raise ValueError(f"config num_classes={num_classes} but dataset {config.dataset!r} "
+                             f"has {source.num_classes} classes")
+        return cls(config, source, image_size, num_classes,
+                   source.num_examples(config.train_split))
+
+    def dataset(self, split, training, batch_size, input_context=None):
+        c = self.config
+        return pipelines.build(
+            self.source, split, image_size=self.image_size, batch_size=batch_size,
+            training=training, augment=None if c.augment == "none" else c.augment,
+            randaugment_layers=c.randaugment_layers,
+            randaugment_magnitude=c.randaugment_magnitude,
+            mixup_alpha=c.mixup_alpha if training else 0.0,
+            cutmix_alpha=c.cutmix_alpha if training else 0.0,
+            num_classes=self.num_classes, input_context=input_context, cache=c.cache,
+            seed=c.seed if c.deterministic or training else None,
+            drop_remainder=training, repeat=training)
+
+    def train_dataset(self, input_context: tf.distribute.InputContext, global_batch_size: int):
+        per_replica = input_context.get_per_replica_batch_size(global_batch_size)
+        return self.dataset(self.config.train_split, True, per_replica, input_context)
+
+    def eval_dataset(self, global_batch_size: int):
+        return self.dataset(self.config.eval_split, False, global_batch_size)

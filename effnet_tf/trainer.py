@@ -1,0 +1,292 @@
+"""``train_and_evaluate(config, model_dir)``: the training loop behind ``effnet_tf.train``.
+
+A custom loop rather than ``Model.fit`` because a long run must resume exactly: the checkpoint
+holds the model, the optimizer, the weight average, the step and (when asked) the input
+iterator's position, and an interrupted deterministic run ends with the same weights.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import time
+
+import keras
+import tensorflow as tf
+from absl import logging
+
+from effnet_tf import recipe, runtime
+from effnet_tf.data import DataSpec
+from effnet_tf.model import EfficientNet
+from effnet_tf.run_dir import RunDir
+from effnet_tf.scaling import Scaling
+from effnet_tf.costs import costs
+
+
+class NonFiniteLossError(RuntimeError):
+    pass
+
+
+def scaling_from_config(config) -> Scaling:
+    """The model's scaling: the formula when ``phi`` is set, else the table, then overrides."""
+    if config.phi is not None:
+        scaling = Scaling.from_phi(config.phi, config.alpha, config.beta, config.gamma)
+    else:
+        scaling = Scaling.variant(config.variant)
+    overrides = {k: v for k, v in {
+        "width_coefficient": config.width_coefficient,
+        "depth_coefficient": config.depth_coefficient,
+        "resolution": config.image_size,
+        "dropout_rate": config.dropout,
+    }.items() if v is not None}
+    return scaling.replace(**overrides)
+
+
+def build_model(config, scaling: Scaling, num_classes: int) -> keras.Model:
+    """Logits model; BatchNorm synchronized across replicas when asked."""
+    model = EfficientNet(scaling, classes=num_classes, classifier_activation=None,
+                         drop_connect_rate=config.drop_connect_rate)
+    if config.sync_batch_norm:
+        spec = model.get_config()
+        for layer in spec["layers"]:
+            if layer["class_name"] == "BatchNormalization":
+                layer["config"]["synchronized"] = True
+        model = keras.Model.from_config(spec)
+    return model
+
+
+def set_backbone_trainable(model: keras.Model, trainable: bool, freeze_batch_norm: bool):
+    """Freezes everything but the classifier (``trainable=False``), or unfreezes; frozen BN
+    layers run in inference mode in Keras 3, which is what fine-tuning wants."""
+    for layer in model.layers:
+        if layer.name == "predictions":
+            continue
+        if isinstance(layer, keras.layers.BatchNormalization) and freeze_batch_norm:
+            layer.trainable = False
+        else:
+            layer.trainable = trainable
+
+
+class Trainer:
+    """Holds the strategy, model, optimizer, average, data and checkpoint of one run."""
+
+    def __init__(self, config, model_dir: str):
+        self.config = config
+        self.run_dir = RunDir(model_dir)
+        self.strategy = runtime.make_strategy(config.strategy, config.tpu, config.cpu_devices)
+        kind = runtime.device_kind(self.strategy)
+        self.precision = runtime.resolve_precision(config.mixed_precision, kind)
+        self.jit = runtime.resolve_jit(config.jit_compile, kind)
+        runtime.set_determinism(config.seed, config.deterministic)
+        keras.mixed_precision.set_dtype_policy(self.precision)
+
+        self.scaling = scaling_from_config(config)
+        self.data = DataSpec.from_config(config, self.scaling.resolution, model_dir)
+        self.steps_per_epoch = config.steps_per_epoch or (
+            self.data.train_examples // config.global_batch_size)
+        if not self.steps_per_epoch:
+            raise ValueError(
+                f"dataset {config.dataset!r} has {self.data.train_examples} training examples, "
+                f"fewer than one global batch of {config.global_batch_size}")
+        self.total_steps = config.epochs * self.steps_per_epoch
+        self.run_dir.check_compatible(self.identity())
+
+        with self.strategy.scope():
+            self.model = build_model(config, self.scaling, self.data.num_classes)
+            if config.pretrained:
+                from effnet_tf import weights
+                weights.load(self.model, config.pretrained, skip_mismatch=True)
+            self.optimizer = recipe.create_optimizer(config, self.steps_per_epoch)
+            self.optimizer.build(self.model.trainable_variables)
+            self.ema = (recipe.ExponentialMovingAverage(self.model, config.ema_decay)
+                        if config.ema_decay else None)
+        self.train_iter = iter(self.strategy.distribute_datasets_from_function(
+            lambda ctx: self.data.train_dataset(ctx, config.global_batch_size)))
+        items = {"model": self.model, "optimizer": self.optimizer}
+        if self.ema is not None:
+            items["ema"] = self.ema
+        if self._checkpoint_data_position():
+            items["train_iterator"] = self.train_iter
+        self.checkpoint = tf.train.Checkpoint(**items)
+        self.manager = tf.train.CheckpointManager(
+            self.checkpoint, self.run_dir.checkpoint_dir(self.strategy),
+            max_to_keep=config.keep_checkpoints, step_counter=self.optimizer.iterations)
+
+    def identity(self) -> dict:
+        """What a model_dir's checkpoints must agree with to be resumed."""
+        return {"width_coefficient": self.scaling.width_coefficient,
+                "depth_coefficient": self.scaling.depth_coefficient,
+                "resolution": self.scaling.resolution,
+                "num_classes": self.data.num_classes}
+
+    def _checkpoint_data_position(self) -> bool:
+        choice = str(self.config.checkpoint_data_position).lower()
+        if isinstance(self.strategy, tf.distribute.TPUStrategy):
+            return False  # TPU input iterators are not checkpointable
+        return choice == "true" or (choice == "auto" and self.config.deterministic)
+
+    @property
+    def step(self) -> int:
+        return int(self.optimizer.iterations.numpy())
+
+    def restore(self) -> int:
+        latest = self.manager.latest_checkpoint
+        if latest:
+            self.checkpoint.restore(latest).assert_existing_objects_matched()
+            logging.info("Resumed from %s at step %d", latest, self.step)
+        return self.step
+
+    def make_train_step(self, trainable_variables):
+        config, strategy, model, optimizer = (self.config, self.strategy, self.model,
+                                              self.optimizer)
+        num_classes = self.data.num_classes
+
+        def replica_step(images, labels):
+            with tf.GradientTape() as tape:
+                logits = model(images, training=True)
+                per_example = recipe.classification_loss(labels, logits, num_classes,
+                                                          config.label_smoothing)
+                loss = tf.nn.compute_average_loss(
+                    per_example, global_batch_size=config.global_batch_size)
+                if config.weight_decay:
+                    loss += tf.nn.scale_regularization_loss(
+                        config.weight_decay * recipe.l2_loss(model))
+                scaled = optimizer.scale_loss(loss)
+            grads = tape.gradient(scaled, trainable_variables)
+            optimizer.apply_gradients(zip(grads, trainable_variables))
+            hard = labels if labels.shape.rank == 1 else tf.argmax(labels, axis=-1)
+            correct = tf.reduce_sum(tf.cast(
+                tf.equal(tf.argmax(logits, -1, output_type=tf.int32), tf.cast(hard, tf.int32)),
+                tf.float32))
+            return loss, correct
+
+        def train_steps(iterator, count):
+            loss_sum = tf.constant(0.0)
+            correct_sum = tf.constant(0.0)
+            for _ in tf.range(count):
+                images, labels = next(iterator)
+                loss, correct = strategy.run(replica_step, args=(images, labels))
+                loss_sum += strategy.reduce("SUM", loss, axis=None)
+                correct_sum += strategy.reduce("SUM", correct, axis=None)
+                if self.ema is not None:
+                    self.ema.update()
+            return loss_sum, correct_sum
+
+        return tf.function(train_steps, jit_compile=self.jit and not isinstance(
+            strategy, tf.distribute.TPUStrategy))
+
+    def evaluate(self, steps: int | None = None) -> dict:
+        """Top-1 / top-5 on the eval split, with the averaged weights when there are any."""
+        dataset = self.data.eval_dataset(self.config.global_batch_size)
+        with self.strategy.scope():
+            self.model.compile(
+                loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                metrics=[keras.metrics.SparseTopKCategoricalAccuracy(1, name="top1"),
+                         keras.metrics.SparseTopKCategoricalAccuracy(
+                             min(5, self.data.num_classes), name="top5")],
+                jit_compile=False)
+        if self.ema is not None:
+            self.ema.swap()
+        try:
+            return self.model.evaluate(dataset, steps=steps, verbose=0, return_dict=True)
+        finally:
+            if self.ema is not None:
+                self.ema.swap()
+
+
+def train_and_evaluate(config, model_dir: str) -> dict:
+    """Trains ``config`` in ``model_dir`` (resuming if it holds a checkpoint) and evaluates."""
+    trainer = Trainer(config, model_dir)
+    c = trainer.config
+    start_step = trainer.restore()
+    run_dir = trainer.run_dir
+    run_dir.write_config(c, trainer.identity())
+    params = trainer.model.count_params()
+    flops = costs(trainer.scaling, include_top=True, classes=trainer.data.num_classes).flops
+    logging.info("Config:\n%s", c)
+    print(f"Devices: {[d.name for d in tf.config.list_logical_devices()]}; strategy "
+          f"{type(trainer.strategy).__name__} with {trainer.strategy.num_replicas_in_sync} "
+          f"replica(s); precision {trainer.precision}; XLA {trainer.jit}")
+    print(f"Model {trainer.model.name}: {trainer.scaling.source} scaling width "
+          f"{trainer.scaling.width_coefficient:g} depth {trainer.scaling.depth_coefficient:g}, "
+          f"image size {trainer.scaling.resolution}, {params:,} params, "
+          f"{flops / 1e9:.3f} GFLOPs; {trainer.data.num_classes} classes; "
+          f"{trainer.steps_per_epoch} steps/epoch x {c.epochs} epochs"
+          + (f"; resuming at step {start_step}" if start_step else ""))
+
+    writer = tf.summary.create_file_writer(run_dir.log_dir(trainer.strategy))
+    freeze_steps = c.freeze_backbone_epochs * trainer.steps_per_epoch
+    phase = None
+    step = saved_step = start_step
+    history = {}
+    while step < trainer.total_steps:
+        epoch = step // trainer.steps_per_epoch
+        frozen = step < freeze_steps
+        if phase != frozen:
+            set_backbone_trainable(trainer.model, not frozen, c.freeze_batch_norm)
+            train_steps = trainer.make_train_step(trainer.model.trainable_variables)
+            phase = frozen
+        epoch_end = min((epoch + 1) * trainer.steps_per_epoch, trainer.total_steps)
+        bar = keras.utils.Progbar(trainer.steps_per_epoch, stateful_metrics=["lr", "img/s"])
+        print(f"Epoch {epoch + 1}/{c.epochs}")
+        loss_sum = correct_sum = 0.0
+        seen = 0
+        while step < epoch_end:
+            count = min(c.steps_per_execution, epoch_end - step,
+                        _next_boundary(step, c.checkpoint_every_steps) - step,
+                        (freeze_steps - step) if frozen else epoch_end - step)
+            started = time.perf_counter()
+            loss, correct = train_steps(trainer.train_iter, tf.constant(count))
+            elapsed = time.perf_counter() - started
+            loss, correct = float(loss), float(correct)
+            if not math.isfinite(loss):
+                raise NonFiniteLossError(
+                    f"loss became {loss} at step {step + count}; stopped. The last good "
+                    f"checkpoint ({trainer.manager.latest_checkpoint or 'none'}) is kept.")
+            step += count
+            loss_sum += loss
+            correct_sum += correct
+            seen += count
+            lr = float(trainer.optimizer.learning_rate)
+            speed = count * c.global_batch_size / max(elapsed, 1e-9)
+            bar.update(step - epoch * trainer.steps_per_epoch,
+                       [("loss", loss / count), ("lr", lr), ("img/s", speed)])
+            if step % c.log_every_steps < count or step == epoch_end:
+                with writer.as_default(step=step):
+                    tf.summary.scalar("train/loss", loss / count)
+                    tf.summary.scalar("train/learning_rate", lr)
+                    tf.summary.scalar("train/images_per_second", speed)
+            if step % c.checkpoint_every_steps == 0:
+                trainer.manager.save(checkpoint_number=step)
+                saved_step = step
+            _fault_injection(step)
+        history = {"epoch": epoch + 1, "train_loss": loss_sum / max(seen, 1),
+                   "train_top1": correct_sum / max(seen * c.global_batch_size, 1)}
+        history.update(trainer.evaluate(c.eval_steps))
+        with writer.as_default(step=step):
+            for key, value in history.items():
+                tf.summary.scalar(f"eval/{key}", value)
+        print("  " + "  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
+                               for k, v in history.items()))
+    if saved_step != step or trainer.manager.latest_checkpoint is None:
+        trainer.manager.save(checkpoint_number=step)
+    if not history:  # resumed a finished run
+        history = trainer.evaluate(c.eval_steps)
+    history["step"] = step
+    run_dir.write_summary(history)
+    print(f"Done at step {step}: " + json.dumps(
+        {k: round(v, 4) if isinstance(v, float) else v for k, v in history.items()}))
+    return history
+
+
+def _next_boundary(step: int, every: int) -> int:
+    return (step // every + 1) * every
+
+
+def _fault_injection(step: int) -> None:
+    """Test hook: ``EFFNET_TF_KILL_AT_STEP=n`` kills this process with SIGKILL at step n."""
+    target = os.environ.get("EFFNET_TF_KILL_AT_STEP")
+    if target and int(target) == step:
+        os.kill(os.getpid(), signal.SIGKILL)
