@@ -1,0 +1,91 @@
+"""tf.data input pipelines for EfficientNet, sized by the variant.
+
+The one entry point::
+
+    import pipelines
+    train = pipelines.build("gs://bucket/imagenet", "train", variant="b4", batch_size=64)
+    val = pipelines.build("tfds:imagenet2012", "validation", variant="b4", batch_size=64,
+                          data_dir="~/tensorflow_datasets")
+
+    build(source, split="train", *, image_size=None | variant=None, batch_size,
+          training=None, augment=None, randaugment_layers=2, randaugment_magnitude=10.0,
+          mixup_alpha=0.0, cutmix_alpha=0.0, num_classes=None, one_hot=False,
+          crop_fraction=None, input_context=None, cache=False, seed=None,
+          drop_remainder=None, repeat=None, shuffle_buffer=1024, dtype="float32",
+          skip_counter=None, **source_options) -> tf.data.Dataset of (images, labels)
+
+* ``source``: a ``Source`` or a string: ``"tfds:<name>"``, a folder of TFRecord shards
+  ``{split}-*`` (local or ``gs://``), a TFRecord glob or a pattern with ``{split}``, or an
+  image folder ``root/<class_name>/*.jpg`` (see ``pipelines.sources``). ``source_options``
+  go to the source (``data_dir=``, ``download=`` for TFDS; ``validation_fraction=``,
+  ``validation_dir=`` for folders; ``num_classes=``, ``label_offset=`` for TFRecords).
+* ``image_size`` or ``variant`` (exactly one): ``variant`` is a name (``"b4"`` -> 380), a
+  ``effnet_tf.scaling.Scaling`` or a phi number.
+* ``training`` defaults to ``split.startswith("train")``. Training: random-sized crop decoded
+  alone, bicubic resize, random flip, optional ``augment="randaugment" | "autoaugment"``
+  (policy v0) and mixup/cutmix. Eval: center crop ``int(size / (size + 32) * min(h, w))``
+  (or ``crop_fraction`` of the short side), bicubic resize; order of the source preserved.
+* ``batch_size`` is per input pipeline: with ``strategy.distribute_datasets_from_function``
+  pass ``ctx.get_per_replica_batch_size(global_batch_size)`` and ``input_context=ctx``.
+  Sharding is by file when every pipeline gets a file, else by element.
+* Images: ``[batch, size, size, 3]`` RGB in [0, 255], ``dtype`` ``"float32"`` (default),
+  ``"bfloat16"`` or ``"uint8"`` (fewer host-to-device bytes); never normalized (the model
+  does it). Labels: int32 ``[batch]``, or float32 one-hot ``[batch, num_classes]`` when
+  ``one_hot=True`` or mixing (mixed labels sum to 1).
+* ``repeat`` defaults to ``training``: a training pipeline is endless (use
+  ``fit(steps_per_epoch=...)``; ``num_examples(...) // global_batch_size``), an eval
+  pipeline is one pass. ``drop_remainder`` defaults to ``training`` (TPUs need static
+  batches; pass True for eval on TPU).
+* ``seed``: same seed -> same batches (file order, shuffle, crops, flips, augmentation,
+  mixing all derive from it; per input pipeline). Without a seed the pipeline is
+  non-deterministic and faster. For exact resume, checkpoint the iterator:
+  ``tf.train.Checkpoint(data=iterator)``.
+* ``cache``: ``True`` (memory) or a file path: caches the encoded records of this pipeline.
+* Corrupt or truncated images are skipped, named in a warning on stderr and counted in
+  ``skip_counter`` (a ``SkipCounter``; default: the process-wide one read by
+  ``skipped_images()``). Labels outside ``[0, num_classes)``, missing paths and empty
+  sources raise errors naming the file or dataset.
+
+Also: ``get_source(spec, **options)`` (``.num_classes``, ``.class_names``,
+``.num_examples(split)``), ``num_examples(source, split)``, ``num_classes(source)``, the ops
+in ``preprocess``, ``augment`` and ``mix`` (each usable in ``Dataset.map`` and eagerly), and
+``python -m pipelines.make_tfrecords`` to write an image folder as ImageNet-format shards.
+"""
+
+from pipelines.augment import autoaugment, randaugment
+from pipelines.builder import build, num_classes, num_examples
+from pipelines.mix import cutmix, mix_batch, mixup
+from pipelines.preprocess import (
+    CROP_PADDING,
+    center_crop_window,
+    image_size_of,
+    make_eval_preprocess,
+    make_train_preprocess,
+    random_crop_window,
+)
+from pipelines.skipping import SkipCounter, skipped_images
+from pipelines.sources import FolderSource, Source, TFDSSource, TFRecordSource, get_source
+
+__all__ = [
+    "CROP_PADDING",
+    "FolderSource",
+    "SkipCounter",
+    "Source",
+    "TFDSSource",
+    "TFRecordSource",
+    "autoaugment",
+    "build",
+    "center_crop_window",
+    "cutmix",
+    "get_source",
+    "image_size_of",
+    "make_eval_preprocess",
+    "make_train_preprocess",
+    "mix_batch",
+    "mixup",
+    "num_classes",
+    "num_examples",
+    "randaugment",
+    "random_crop_window",
+    "skipped_images",
+]

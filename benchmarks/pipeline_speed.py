@@ -1,0 +1,176 @@
+"""Images/s of the training input pipeline against a hand-written one and the decode limit.
+
+    TF_CPP_MIN_LOG_LEVEL=2 python benchmarks/pipeline_speed.py [--num_images 300] [--trials 3]
+
+Writes a few hundred photo-like 500x375 JPEGs (smooth colour fields, edges and grain; about
+the size of ImageNet photos) to a temporary folder, then measures in one run, round-robin,
+keeping each pipeline's best trial (other processes on the machine only slow a trial down):
+  * naive: what a user writes by hand: decode the whole JPEG, ``tf.image.resize`` to 1.15x
+    the size, random crop and flip; once with a plain ``map`` (as most tutorials) and once
+    with ``num_parallel_calls=AUTOTUNE`` + prefetch;
+  * ours: ``pipelines.build(..., training=True)`` at 224 and 380, with and without
+    RandAugment(2, 10);
+  * limit: decoding only the crop region (same crop sampling) with nothing else, in parallel.
+Prints a Markdown table with the ratios ours/naive and ours/limit (for BUILD.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import tempfile
+import time
+
+import numpy as np
+import tensorflow as tf
+
+import pipelines
+from pipelines import preprocess
+
+AUTOTUNE = tf.data.AUTOTUNE
+HEIGHT, WIDTH = 375, 500
+BATCH_SIZE = 32
+
+
+def photo_like(rng: np.random.Generator) -> np.ndarray:
+    """A 375x500 RGB image with the statistics JPEG cares about: smooth areas, edges, grain."""
+    y, x = np.mgrid[0:HEIGHT, 0:WIDTH].astype(np.float32)
+    image = np.zeros((HEIGHT, WIDTH, 3), np.float32) + rng.uniform(40, 200, 3)
+    for _ in range(6):  # soft coloured blobs
+        cy, cx = rng.uniform(0, HEIGHT), rng.uniform(0, WIDTH)
+        radius = rng.uniform(30, 200)
+        blob = np.exp(-((y - cy) ** 2 + (x - cx) ** 2) / (2 * radius**2))
+        image += blob[..., None] * rng.uniform(-120, 120, 3)
+    for _ in range(4):  # hard-edged shapes
+        y0, x0 = rng.integers(0, HEIGHT - 40), rng.integers(0, WIDTH - 40)
+        h, w = rng.integers(20, 150), rng.integers(20, 200)
+        image[y0 : y0 + h, x0 : x0 + w] = rng.uniform(0, 255, 3)
+    image += 20 * np.sin(x / rng.uniform(3, 12))[..., None] * rng.uniform(0, 1)  # texture
+    image += rng.normal(0, 6, image.shape)  # sensor grain
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+def write_images(folder: str, num_images: int) -> None:
+    rng = np.random.default_rng(0)
+    for i in range(num_images):
+        class_dir = os.path.join(folder, f"class_{i % 10}")
+        os.makedirs(class_dir, exist_ok=True)
+        jpeg = tf.io.encode_jpeg(photo_like(rng), quality=90)
+        tf.io.write_file(os.path.join(class_dir, f"{i:05d}.jpg"), jpeg)
+
+
+def _labelled_files(folder):
+    source = pipelines.get_source(folder)
+    examples = source.examples("train")
+    return [p for p, _ in examples], [label for _, label in examples]
+
+
+def naive_pipeline(folder, image_size, parallel):
+    """decode_jpeg of the whole image, tf.image.resize, random crop and flip (by hand)."""
+    paths, labels = _labelled_files(folder)
+    padded = int(image_size * 1.15)
+
+    def load(path, label):
+        image = tf.io.decode_jpeg(tf.io.read_file(path), channels=3)
+        image = tf.image.resize(image, [padded, padded])
+        image = tf.image.random_crop(image, [image_size, image_size, 3])
+        return tf.image.random_flip_left_right(image), label
+
+    ds = tf.data.Dataset.from_tensor_slices((paths, labels)).shuffle(len(paths)).repeat()
+    ds = ds.map(load, num_parallel_calls=AUTOTUNE if parallel else None)
+    ds = ds.batch(BATCH_SIZE)
+    return ds.prefetch(AUTOTUNE) if parallel else ds
+
+
+def ours(folder, image_size, augment=None):
+    return pipelines.build(
+        folder, "train", image_size=image_size, batch_size=BATCH_SIZE, training=True,
+        augment=augment,
+    )
+
+
+def decode_limit(folder, image_size):
+    """Only decoding the sampled crop region of each JPEG: the work no pipeline can skip."""
+    paths, _ = _labelled_files(folder)
+
+    def decode_crop(path, seed):
+        data = tf.io.read_file(path)
+        window = preprocess.random_crop_window(tf.image.extract_jpeg_shape(data), seed, image_size)
+        return tf.io.decode_and_crop_jpeg(data, window, channels=3)
+
+    seeds = tf.data.Dataset.random().batch(2)
+    ds = tf.data.Dataset.zip((tf.data.Dataset.from_tensor_slices(paths).repeat(), seeds))
+    return ds.map(decode_crop, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
+
+
+def images_per_second(ds, num_images: int) -> float:
+    iterator = iter(ds)
+    for _ in range(3):  # warm-up: threads, autotuning, page cache
+        next(iterator)
+    count, start = 0, time.perf_counter()
+    while count < num_images:
+        element = next(iterator)
+        count += int(tf.shape(tf.nest.flatten(element)[0])[0]) if element[0].shape.rank == 4 else 1
+    return count / (time.perf_counter() - start)
+
+
+def run(num_images: int, trials: int, images_per_trial: int) -> dict[str, float]:
+    folder = tempfile.mkdtemp(prefix="pipeline_speed_")
+    write_images(folder, num_images)
+    configs = {
+        "naive, plain map, 224": lambda: naive_pipeline(folder, 224, parallel=False),
+        "naive, plain map, 380": lambda: naive_pipeline(folder, 380, parallel=False),
+        "naive, AUTOTUNE, 224": lambda: naive_pipeline(folder, 224, parallel=True),
+        "naive, AUTOTUNE, 380": lambda: naive_pipeline(folder, 380, parallel=True),
+        "ours, 224": lambda: ours(folder, 224),
+        "ours, 380": lambda: ours(folder, 380),
+        "ours + RandAugment(2, 10), 224": lambda: ours(folder, 224, "randaugment"),
+        "ours + RandAugment(2, 10), 380": lambda: ours(folder, 380, "randaugment"),
+        "limit: decode crop only, 224": lambda: decode_limit(folder, 224),
+        "limit: decode crop only, 380": lambda: decode_limit(folder, 380),
+    }
+    best = {name: 0.0 for name in configs}
+    for trial in range(trials):
+        for name, make in configs.items():
+            rate = images_per_second(make(), images_per_trial)
+            best[name] = max(best[name], rate)
+            print(f"trial {trial + 1}/{trials}  {name:34s} {rate:7.0f} images/s", flush=True)
+    return best
+
+
+def table(best: dict[str, float]) -> str:
+    lines = [
+        "| pipeline | 224: images/s | 380: images/s |",
+        "|---|---|---|",
+    ]
+    rows = ["naive, plain map", "naive, AUTOTUNE", "ours", "ours + RandAugment(2, 10)",
+            "limit: decode crop only"]
+    for row in rows:
+        lines.append(f"| {row} | {best[f'{row}, 224']:.0f} | {best[f'{row}, 380']:.0f} |")
+    for label, num, den in [
+        ("ours / naive (plain map)", "ours", "naive, plain map"),
+        ("ours / naive (AUTOTUNE)", "ours", "naive, AUTOTUNE"),
+        ("ours / limit", "ours", "limit: decode crop only"),
+        ("ours + RandAugment / limit", "ours + RandAugment(2, 10)", "limit: decode crop only"),
+    ]:
+        ratios = [best[f"{num}, {s}"] / best[f"{den}, {s}"] for s in (224, 380)]
+        lines.append(f"| {label} | {ratios[0]:.2f}x | {ratios[1]:.2f}x |")
+    return "\n".join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--num_images", type=int, default=300)
+    parser.add_argument("--trials", type=int, default=3)
+    parser.add_argument("--images_per_trial", type=int, default=1024)
+    args = parser.parse_args()
+    best = run(args.num_images, args.trials, args.images_per_trial)
+    print(f"\n{os.cpu_count()} CPUs, {platform.processor() or platform.machine()}, "
+          f"TF {tf.__version__}; {args.num_images} JPEGs {WIDTH}x{HEIGHT}, batch {BATCH_SIZE}, "
+          f"best of {args.trials} trials of {args.images_per_trial} images\n")
+    print(table(best))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,183 @@
+"""``build(...)``: one tf.data input pipeline from a source, sized by the variant.
+
+The stages, in order (records are small encoded images until the decode):
+  records (sharded, file order shuffled) -> label check -> [cache] -> shuffle -> [repeat]
+  -> per-image seeds -> decode + crop + resize (+ augment), skipping undecodable images
+  -> batch -> [one-hot, mixup/cutmix] -> output dtype -> prefetch.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+import tensorflow as tf
+
+from pipelines import augment as augment_lib
+from pipelines import mix as mix_lib
+from pipelines import preprocess
+from pipelines.skipping import SkipCounter, default_skip_counter, map_skipping_errors
+from pipelines.sources import check_labels, get_source
+
+AUTOTUNE = tf.data.AUTOTUNE
+DEFAULT_SHUFFLE_BUFFER = 1024  # records per input pipeline, as the official ImageNet input
+AUGMENTATIONS = (None, "randaugment", "autoaugment")
+OUTPUT_DTYPES = ("float32", "bfloat16", "uint8")
+
+
+def is_training_split(split: str) -> bool:
+    return split.split("[")[0].startswith("train")
+
+
+def derive_seed(seed: int | None, *keys) -> int | None:
+    """A seed for one random stream of the pipeline (None stays None: not reproducible)."""
+    if seed is None:
+        return None
+    return zlib.crc32(repr((int(seed),) + keys).encode()) & 0x7FFFFFFF
+
+
+def _random_seeds(seed: int | None):
+    """An endless dataset of stateless-op seeds (int64 [2])."""
+    return tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+
+
+def make_augment(augment, *, randaugment_layers=2, randaugment_magnitude=10.0):
+    """``fn(uint8 image, seed) -> uint8 image`` for an ``augment=`` option of ``build``."""
+    if augment is None or callable(augment):
+        return augment
+    if augment == "randaugment":
+        return augment_lib.randaugment(randaugment_layers, randaugment_magnitude)
+    if augment == "autoaugment":
+        return augment_lib.autoaugment()
+    raise ValueError(f"augment must be one of {AUGMENTATIONS} or a callable, got {augment!r}")
+
+
+def _cast_images(images, dtype: str):
+    if dtype == "uint8":
+        return preprocess.to_uint8(images)
+    return tf.cast(images, dtype)
+
+
+def _check_options(batch_size, dtype, mixing, training, augment, one_hot, num_classes, source):
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if str(dtype) not in OUTPUT_DTYPES:
+        raise ValueError(f"dtype must be one of {OUTPUT_DTYPES}, got {dtype!r}")
+    if not training and (mixing or augment is not None):
+        raise ValueError("augment=, mixup_alpha= and cutmix_alpha= are for training only")
+    if (mixing or one_hot) and num_classes is None:
+        raise ValueError(
+            f"num_classes of {source.name!r} is unknown; pass num_classes= (needed for "
+            "one-hot labels and mixup/cutmix)"
+        )
+
+
+def build(
+    source,
+    split: str = "train",
+    *,
+    image_size: int | None = None,
+    variant=None,
+    batch_size: int,
+    training: bool | None = None,
+    augment=None,
+    randaugment_layers: int = 2,
+    randaugment_magnitude: float = 10.0,
+    mixup_alpha: float = 0.0,
+    cutmix_alpha: float = 0.0,
+    num_classes: int | None = None,
+    one_hot: bool = False,
+    crop_fraction: float | None = None,
+    input_context: tf.distribute.InputContext | None = None,
+    cache=False,
+    seed: int | None = None,
+    drop_remainder: bool | None = None,
+    repeat: bool | None = None,
+    shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER,
+    dtype: str = "float32",
+    skip_counter: SkipCounter | None = None,
+    **source_options,
+) -> tf.data.Dataset:
+    """A batched ``tf.data.Dataset`` of ``(images, labels)``; see ``pipelines`` for the API."""
+    source = get_source(source, **source_options)
+    image_size = preprocess.image_size_of(image_size, variant)
+    training = is_training_split(split) if training is None else bool(training)
+    drop_remainder = training if drop_remainder is None else bool(drop_remainder)
+    repeat = training if repeat is None else bool(repeat)
+    num_classes = num_classes or source.num_classes
+    mixing = mixup_alpha > 0 or cutmix_alpha > 0
+    dtype = tf.as_dtype(dtype).name if isinstance(dtype, tf.DType) else dtype
+    _check_options(batch_size, dtype, mixing, training, augment, one_hot, num_classes, source)
+    counter = skip_counter or default_skip_counter()
+    pipeline_id = 0 if input_context is None else input_context.input_pipeline_id
+    deterministic = seed is not None or not training
+
+    records = source.records(
+        split, shuffle_files=training, input_context=input_context, seed=seed
+    )
+    records = check_labels(records, num_classes, source.name)
+    if cache:
+        records = records.cache("" if cache is True else str(cache))
+    if training:
+        records = records.shuffle(
+            shuffle_buffer, seed=derive_seed(seed, "examples", pipeline_id),
+            reshuffle_each_iteration=True,
+        )
+    if repeat:
+        records = records.repeat()
+
+    if training:
+        seeds = _random_seeds(derive_seed(seed, "images", pipeline_id))
+        records = tf.data.Dataset.zip((records, seeds)).map(
+            lambda record, s: dict(record, seed=s)
+        )
+        train_fn = preprocess.make_train_preprocess(
+            image_size,
+            augment=make_augment(
+                augment,
+                randaugment_layers=randaugment_layers,
+                randaugment_magnitude=randaugment_magnitude,
+            ),
+        )
+        preprocess_fn = lambda r: (train_fn(r["image"], r["seed"]), r["label"])  # noqa: E731
+    else:
+        eval_fn = preprocess.make_eval_preprocess(image_size, crop_fraction=crop_fraction)
+        preprocess_fn = lambda r: (eval_fn(r["image"]), r["label"])  # noqa: E731
+
+    images = map_skipping_errors(
+        records, preprocess_fn, counter=counter, name=f"{source.name}[{split}]",
+        deterministic=deterministic,
+    )
+    batches = images.batch(
+        batch_size, drop_remainder=drop_remainder, num_parallel_calls=AUTOTUNE,
+        deterministic=deterministic,
+    )
+
+    def finish(images, labels, batch_seed=None):
+        if one_hot or mixing:
+            labels = tf.one_hot(labels, num_classes, dtype=tf.float32)
+        if mixing:
+            images, labels = mix_lib.mix_batch(
+                images, labels, batch_seed, mixup_alpha=mixup_alpha, cutmix_alpha=cutmix_alpha
+            )
+        return _cast_images(images, dtype), labels
+
+    if mixing:
+        batch_seeds = _random_seeds(derive_seed(seed, "mix", pipeline_id))
+        batches = tf.data.Dataset.zip((batches, batch_seeds)).map(
+            lambda batch, s: finish(*batch, s), num_parallel_calls=AUTOTUNE
+        )
+    elif one_hot or dtype != "float32":
+        batches = batches.map(finish, num_parallel_calls=AUTOTUNE)
+
+    options = tf.data.Options()
+    options.deterministic = deterministic
+    return batches.prefetch(AUTOTUNE).with_options(options)
+
+
+def num_examples(source, split: str = "train", **source_options) -> int | None:
+    """Examples in a split when the source knows it without reading (else None)."""
+    return get_source(source, **source_options).num_examples(split)
+
+
+def num_classes(source, **source_options) -> int | None:
+    return get_source(source, **source_options).num_classes

@@ -1,0 +1,199 @@
+"""Decode, crop, resize, flip: the official EfficientNet input preprocessing.
+
+REFERENCE.md section 4. Train: a random-sized crop sampled from the image's shape and decoded
+alone (``decode_and_crop_jpeg``), bicubic resize, random horizontal flip. Eval: the centred
+square of side ``int(size / (size + CROP_PADDING) * min(h, w))``, bicubic resize.
+
+Every function here maps tensors to tensors with no Python-side state, so it gives the same
+result eagerly and inside ``Dataset.map``. Random ops are stateless and take an explicit
+``seed`` (an int tensor of shape [2]); the pipeline hands each image its own seed, which is
+what makes a seeded pipeline reproducible. Images come out as float32 RGB in [0, 255]: the
+model normalizes (mean/std) itself, so nothing here does.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import tensorflow as tf
+
+from effnet_tf.scaling import Scaling, check_image_size
+
+# The official eval crop: a centred square of side size / (size + CROP_PADDING) of the short side.
+CROP_PADDING = 32
+# Random-sized crop of the official training recipe.
+AREA_RANGE = (0.08, 1.0)
+ASPECT_RATIO_RANGE = (3.0 / 4.0, 4.0 / 3.0)
+MIN_OBJECT_COVERED = 0.1
+MAX_ATTEMPTS = 10
+
+Seed = tf.Tensor  # int32/int64, shape [2], as the tf.random.stateless_* ops take it
+
+
+def image_size_of(image_size: int | None = None, variant=None) -> int:
+    """The square input size: ``image_size`` as given, or the resolution of ``variant``.
+
+    ``variant`` is anything ``Scaling.resolve`` takes: a name (``"b4"`` -> 380), a
+    ``Scaling`` or a phi number.
+    """
+    if (image_size is None) == (variant is None):
+        raise ValueError(
+            "give exactly one of image_size= or variant= "
+            f"(got image_size={image_size!r}, variant={variant!r})"
+        )
+    if variant is not None:
+        return Scaling.resolve(variant).resolution
+    return check_image_size(image_size)
+
+
+def center_crop_size(height, width, image_size: int, crop_fraction: float | None = None):
+    """Side of the eval crop: ``int(image_size / (image_size + 32) * min(height, width))``.
+
+    With ``crop_fraction`` (e.g. 0.875) the side is ``int(crop_fraction * min(h, w))``.
+    Computed in float64 so that it equals the Python expression exactly (float32 can round
+    e.g. ``380 / 412 * 412`` up to 380 where Python gets 379).
+    """
+    fraction = eval_crop_fraction(image_size, crop_fraction)
+    short_side = tf.cast(tf.minimum(height, width), tf.float64)
+    side = tf.cast(tf.constant(fraction, tf.float64) * short_side, tf.int32)
+    return tf.maximum(side, 1)
+
+
+def eval_crop_fraction(image_size: int, crop_fraction: float | None = None) -> float:
+    """The share of the short side the eval crop keeps: 0.875 at 224, 0.949 at 600."""
+    if crop_fraction is None:
+        return image_size / (image_size + CROP_PADDING)
+    if isinstance(crop_fraction, bool) or not 0.0 < float(crop_fraction) <= 1.0:
+        raise ValueError(f"crop_fraction must be in (0, 1], got {crop_fraction!r}")
+    return float(crop_fraction)
+
+
+def center_crop_window(image_shape, image_size: int, crop_fraction: float | None = None):
+    """``[offset_y, offset_x, height, width]`` of the centred square eval crop."""
+    height = tf.cast(image_shape[0], tf.int32)
+    width = tf.cast(image_shape[1], tf.int32)
+    side = center_crop_size(height, width, image_size, crop_fraction)
+    return tf.stack([(height - side + 1) // 2, (width - side + 1) // 2, side, side])
+
+
+def random_crop_window(
+    image_shape,
+    seed: Seed,
+    image_size: int,
+    *,
+    area_range=AREA_RANGE,
+    aspect_ratio_range=ASPECT_RATIO_RANGE,
+    min_object_covered: float = MIN_OBJECT_COVERED,
+    max_attempts: int = MAX_ATTEMPTS,
+):
+    """``[offset_y, offset_x, height, width]`` of a random-sized training crop.
+
+    When every attempt fails the sampler returns the whole image; the official recipe then
+    falls back to the eval center crop, and so does this.
+    """
+    image_shape = tf.cast(image_shape, tf.int32)
+    begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
+        image_shape,
+        bounding_boxes=tf.constant([[[0.0, 0.0, 1.0, 1.0]]]),
+        seed=seed,
+        min_object_covered=min_object_covered,
+        aspect_ratio_range=aspect_ratio_range,
+        area_range=area_range,
+        max_attempts=max_attempts,
+        use_image_if_no_bounding_boxes=True,
+    )
+    sampled = tf.stack([begin[0], begin[1], size[0], size[1]])
+    whole_image = tf.reduce_all(tf.equal(size[:2], image_shape[:2]))
+    return tf.where(whole_image, center_crop_window(image_shape, image_size), sampled)
+
+
+def decode_and_crop(image_bytes, window_fn: Callable) -> tf.Tensor:
+    """Decodes the crop ``window_fn(image_shape)`` of an encoded image, as uint8 RGB.
+
+    JPEGs are decoded crop-only (far cheaper than the whole image); PNG, GIF (first frame),
+    BMP and WebP are decoded whole and then cropped. Grayscale, CMYK and RGBA inputs all come
+    out with 3 channels. A corrupt image raises ``InvalidArgumentError``: the pipeline skips
+    and counts those (``pipelines.skipping``).
+    """
+
+    def jpeg():
+        window = window_fn(tf.image.extract_jpeg_shape(image_bytes))
+        return tf.io.decode_and_crop_jpeg(image_bytes, window, channels=3)
+
+    def other_format():
+        image = tf.io.decode_image(image_bytes, channels=3, expand_animations=False)
+        window = window_fn(tf.shape(image))
+        return tf.slice(image, [window[0], window[1], 0], [window[2], window[3], 3])
+
+    image = tf.cond(tf.io.is_jpeg(image_bytes), jpeg, other_format)
+    image.set_shape([None, None, 3])
+    return image
+
+
+def random_flip(image, seed: Seed) -> tf.Tensor:
+    return tf.image.stateless_random_flip_left_right(image, seed)
+
+
+def resize(image, image_size: int) -> tf.Tensor:
+    """Bicubic resize to a square, float32 clipped to [0, 255] (bicubic overshoots edges)."""
+    image = tf.image.resize(image, [image_size, image_size], method="bicubic")
+    return tf.clip_by_value(image, 0.0, 255.0)
+
+
+def to_uint8(image) -> tf.Tensor:
+    return tf.cast(tf.round(tf.clip_by_value(image, 0.0, 255.0)), tf.uint8)
+
+
+# ---- the two preprocessing factories the pipeline uses ------------------------------------
+
+
+def make_train_preprocess(
+    image_size: int,
+    *,
+    augment: Callable | None = None,
+    area_range=AREA_RANGE,
+    aspect_ratio_range=ASPECT_RATIO_RANGE,
+) -> Callable:
+    """``fn(image_bytes, seed) -> float32 [image_size, image_size, 3]`` for training.
+
+    ``augment`` is an ``fn(uint8 image, seed) -> uint8 image`` applied after the resize
+    (``pipelines.augment.randaugment(...)`` or ``autoaugment()``), as the official recipe does.
+    """
+    image_size = check_image_size(image_size)
+
+    def preprocess(image_bytes, seed):
+        crop_seed, flip_seed, augment_seed = tf.unstack(
+            tf.random.experimental.stateless_split(seed, 3)
+        )
+        image = decode_and_crop(
+            image_bytes,
+            lambda shape: random_crop_window(
+                shape,
+                crop_seed,
+                image_size,
+                area_range=area_range,
+                aspect_ratio_range=aspect_ratio_range,
+            ),
+        )
+        # Flipping commutes with the (symmetric) resize; on the small uint8 crop it is cheaper.
+        image = random_flip(image, flip_seed)
+        image = resize(image, image_size)
+        if augment is not None:
+            image = tf.cast(augment(to_uint8(image), augment_seed), tf.float32)
+        return tf.ensure_shape(image, [image_size, image_size, 3])
+
+    return preprocess
+
+
+def make_eval_preprocess(image_size: int, *, crop_fraction: float | None = None) -> Callable:
+    """``fn(image_bytes) -> float32 [image_size, image_size, 3]``: center crop and resize."""
+    image_size = check_image_size(image_size)
+    eval_crop_fraction(image_size, crop_fraction)  # fail here, not inside Dataset.map
+
+    def preprocess(image_bytes):
+        image = decode_and_crop(
+            image_bytes, lambda shape: center_crop_window(shape, image_size, crop_fraction)
+        )
+        return tf.ensure_shape(resize(image, image_size), [image_size, image_size, 3])
+
+    return preprocess
