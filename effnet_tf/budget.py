@@ -102,21 +102,22 @@ class Fit:
         return self.best.scaling
 
     def train_command(self, use_variant: bool = False) -> str:
-        """A ready ``effnet_tf.train`` command line for the formula answer or the variant."""
-        cmd = "python -m effnet_tf.train"
+        """A ready ``effnet_tf.train`` command line for the formula answer or the variant
+        (add ``--dataset=...``; the default is ImageNet)."""
         if use_variant:
             if self.variant is None:
                 raise ValueError("no published variant fits this budget")
-            cmd += f" --variant={self.variant.scaling.name}"
+            name = self.variant.scaling.name
+            args = [f"--variant={name}"]
         else:
-            cmd += f" --phi={self.phi:g}"
-            for name, value, default in (("alpha", self.alpha, ALPHA), ("beta", self.beta, BETA),
-                                         ("gamma", self.gamma, GAMMA)):
-                if value != default:
-                    cmd += f" --{name}={value:g}"
+            name = f"phi{self.phi:g}"
+            args = [f"--phi={self.phi:g}"] + [
+                f"--{flag}={value:g}" for flag, value, default in
+                (("alpha", self.alpha, ALPHA), ("beta", self.beta, BETA),
+                 ("gamma", self.gamma, GAMMA)) if value != default]
         if self.classes != IMAGENET_CLASSES:
-            cmd += f" --classes={self.classes}"
-        return cmd
+            args.append(f"--config.num_classes={self.classes}")
+        return " ".join(["python -m effnet_tf.train", *args, f"--model_dir=runs/{name}"])
 
 
 def architecture_key(scaling: Scaling, image_size: int | None = None) -> tuple:

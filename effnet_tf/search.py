@@ -289,7 +289,7 @@ class SearchResult:
 
     rows: list[dict]
     kind: str  # "compound" or "tune"
-    command: str  # the train flags for the best trial
+    command: Callable[[dict], str]  # the train command line for a row
 
     @property
     def best(self) -> dict:
@@ -299,7 +299,8 @@ class SearchResult:
         return max(done, key=lambda r: r[OBJECTIVE])
 
     def train_command(self) -> str:
-        return self.command.format(**self.best)
+        """The ``effnet_tf.train`` command line of the best trial."""
+        return self.command(self.best)
 
     def write(self, prefix: str) -> list[str]:
         """``prefix.csv``, ``prefix.json`` and ``prefix.png``; returns the paths."""
@@ -405,9 +406,14 @@ def search(
         return train(scale_baseline(baseline, _coefficients(trial_hp, target)))
 
     tuner = _run(oracle, trial_fn, project_dir, "compound", overwrite, verbose)
-    return SearchResult(_rows(tuner, describe), "compound",
-                        "python -m effnet_tf.train --phi=1 --alpha={alpha:g} --beta={beta:g} "
-                        "--gamma={gamma:g}")
+    return SearchResult(_rows(tuner, describe), "compound", _compound_command)
+
+
+def _compound_command(row: dict) -> str:
+    """Step 2 starts here: B0 scaled with the found coefficients at phi = 1 (``scale fit``
+    with the same coefficients picks the phi for a budget)."""
+    c = Coefficients(row["alpha"], row["beta"], row["gamma"])
+    return f"python -m effnet_tf.train --phi=1 {c.flags()} --model_dir=runs/searched_phi1"
 
 
 # ---- tuning a chosen model ------------------------------------------------------------------
@@ -431,14 +437,16 @@ def tune(
     overwrite: bool = False,
     seed: int = 0,
     verbose: int = 0,
-    train_flags: str = "",
+    train_flags: str = "--variant=b0",
+    batch_size: int | None = None,
 ) -> SearchResult:
     """Tunes learning rate (log scale), dropout and augmentation magnitude of one model.
 
     The magnitude reaches the data as ``dataset_fn(..., training=True, augment_magnitude=m)``
     (only when its range is given). The optimizer defaults to the paper's RMSprop so that
     the learning rate found carries over to training at the same batch size.
-    ``train_flags`` (e.g. ``--variant=b0``) starts the printed train command.
+    ``train_flags`` names the model in the printed train command; with ``batch_size`` (of
+    ``dataset_fn``) the learning rate is printed per 256 images, as the recipe takes it.
     """
     import keras_tuner as kt
 
@@ -467,9 +475,22 @@ def tune(
             verbose=max(0, verbose - 1))
 
     tuner = _run(oracle, trial_fn, project_dir, "tune", overwrite, verbose)
-    names = [hp_.name for hp_ in hp.space]
-    command = " ".join(["python -m effnet_tf.train", train_flags]
-                       + [f"--{n}={{{n}:.4g}}" for n in names]).replace("  ", " ")
+
+    def command(row: dict) -> str:
+        args = ["python -m effnet_tf.train", train_flags]
+        if batch_size:
+            args.append(f"--config.base_learning_rate={row['learning_rate'] * 256 / batch_size:.4g}")
+        else:
+            args.append(f"--config.base_learning_rate=<{row['learning_rate']:.4g} x 256 / batch>")
+        if row.get("dropout") is not None:
+            args.append(f"--config.dropout={row['dropout']:.3g}")
+        if row.get("augment_magnitude") is not None:
+            args += ["--config.augment=randaugment",
+                     f"--config.randaugment_magnitude={row['augment_magnitude']}"]
+        if optimizer != "rmsprop":
+            args.append(f"--config.optimizer={optimizer}")
+        return " ".join(args + ["--model_dir=runs/tuned"])
+
     return SearchResult(_rows(tuner, lambda trial_hp: dict(trial_hp.values)), "tune", command)
 
 
