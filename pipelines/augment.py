@@ -272,6 +272,13 @@ OP_NAMES = (
 )  # fmt: skip
 
 
+def _switch(index, branches):
+    """``tf.switch_case``; eagerly just the chosen branch (eager switch_case traces them all)."""
+    if tf.executing_eagerly():
+        return branches[int(index)]()
+    return tf.switch_case(index, branches)
+
+
 def _keep_shape(fn):
     def wrapped(image, seed):
         return tf.ensure_shape(fn(image, seed), image.shape)
@@ -303,7 +310,7 @@ def randaugment(
         for layer in range(num_layers):
             choice_seed, op_seed = seeds[2 * layer], seeds[2 * layer + 1]
             choice = tf.random.stateless_uniform([], choice_seed, 0, len(ops), dtype=tf.int32)
-            image = tf.switch_case(choice, [lambda op=op: op(image, op_seed) for op in ops])
+            image = _switch(choice, [lambda op=op: op(image, op_seed) for op in ops])
         return image
 
     return augment
@@ -341,6 +348,6 @@ def autoaugment(
             lambda sub_policy=sub_policy: apply_sub_policy(image, sub_policy, policy_seed)
             for sub_policy in sub_policies
         ]
-        return tf.switch_case(choice, branches)
+        return _switch(choice, branches)
 
     return augment
