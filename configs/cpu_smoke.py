@@ -22,7 +22,7 @@ def get_config():
     c.global_batch_size = 16
     c.epochs = 3
     c.steps_per_epoch = 20
-    c.base_learning_rate = 0.05
+    c.base_learning_rate = 0.16  # Adam at 0.01 for batch 16
     c.warmup_epochs = 0.5
     c.lr_schedule = "cosine"
     c.optimizer = "adam"
@@ -31,6 +31,7 @@ def get_config():
     c.weight_decay = 0.0
     c.ema_decay = 0.0
     c.drop_connect_rate = 0.0
+    c.batch_norm_momentum = 0.9  # 60 steps: BN statistics must settle quickly
     c.strategy = "cpu"
     c.jit_compile = "false"
     c.checkpoint_every_steps = 20

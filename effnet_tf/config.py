@@ -23,6 +23,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.dropout = ml_collections.FieldReference(None, field_type=float)  # default: variant's
     c.drop_connect_rate = 0.2
     c.sync_batch_norm = False
+    c.batch_norm_momentum = 0.99
 
     # Data (any source of the pipelines package).
     c.dataset = "tfds:imagenet2012"
@@ -74,3 +75,33 @@ def get_config() -> ml_collections.ConfigDict:
     c.checkpoint_data_position = "auto"  # auto (when deterministic) | true | false
     c.log_every_steps = 100
     return c
+
+
+_POSITIVE_INTS = ("global_batch_size", "epochs", "steps_per_execution", "checkpoint_every_steps",
+                  "keep_checkpoints", "log_every_steps", "cpu_devices")
+_CHOICES = {
+    "augment": ("none", "autoaugment", "randaugment"),
+    "lr_schedule": ("exponential", "cosine", "constant"),
+    "optimizer": ("rmsprop", "sgd", "adam"),
+    "checkpoint_data_position": ("auto", "true", "false"),
+}
+
+
+def validate(config) -> None:
+    """Fails before anything is built or written, naming the field and the value."""
+    for name in _POSITIVE_INTS:
+        value = config[name]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"config.{name} must be an integer >= 1, got {value!r}")
+    for name, choices in _CHOICES.items():
+        if str(config[name]).lower() not in choices:
+            raise ValueError(f"config.{name} must be one of {', '.join(choices)}, "
+                             f"got {config[name]!r}")
+    for name in ("base_learning_rate", "weight_decay", "label_smoothing", "ema_decay",
+                 "mixup_alpha", "cutmix_alpha", "warmup_epochs", "freeze_backbone_epochs"):
+        if not config[name] >= 0:
+            raise ValueError(f"config.{name} must be >= 0, got {config[name]!r}")
+    if not config.ema_decay < 1 or not config.label_smoothing < 1:
+        raise ValueError("config.ema_decay and config.label_smoothing must be < 1")
+    if config.steps_per_epoch is not None and config.steps_per_epoch < 1:
+        raise ValueError(f"config.steps_per_epoch must be >= 1, got {config.steps_per_epoch!r}")

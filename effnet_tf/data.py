@@ -14,13 +14,14 @@ SYNTHETIC = "synthetic"
 
 
 def resolve_source(config, model_dir: str):
-    """The dataset spec the pipelines understand; ``synthetic`` writes its JPEG folder once
-    under ``<model_dir>/data``."""
+    """The ``pipelines`` source of the config's dataset; ``synthetic`` writes its JPEG folder
+    once under ``<model_dir>/data`` and holds out 20% for validation."""
     if config.dataset == SYNTHETIC:
         root = os.path.join(model_dir, "data")
         write_image_folder(root, num_classes=config.num_classes or 4, seed=config.seed)
-        return root
-    return config.dataset
+        return pipelines.get_source(root, validation_fraction=0.2)
+    options = {"data_dir": config.data_dir} if config.dataset.startswith("tfds:") else {}
+    return pipelines.get_source(config.dataset, **options)
 
 
 @dataclasses.dataclass
@@ -33,7 +34,7 @@ class DataSpec:
 
     @classmethod
     def from_config(cls, config, image_size: int, model_dir: str) -> "DataSpec":
-        source = pipelines.get_source(resolve_source(config, model_dir), data_dir=config.data_dir)
+        source = resolve_source(config, model_dir)
         num_classes = config.num_classes or source.num_classes
         if source.num_classes and num_classes != source.num_classes:
             raise ValueError(f"config num_classes={num_classes} but dataset {config.dataset!r} "

@@ -5,30 +5,17 @@
 
 from absl import app, flags
 
-flags.DEFINE_string("model_dir", None, "Run directory written by effnet_tf.train.")
-flags.DEFINE_string("split", None, "Split to evaluate (default: the run's eval_split).")
-flags.DEFINE_integer("steps", None, "Batches to evaluate (default: the whole split).")
-flags.DEFINE_integer("batch_size", 64, "Batch size.")
-flags.DEFINE_bool("ema", True, "Use the exponential moving average of the weights.")
-flags.mark_flag_as_required("model_dir")
-
 
 def evaluate_run(model_dir: str, split=None, steps=None, batch_size=64, use_ema=True) -> dict:
-    import keras
-
     from effnet_tf.data import DataSpec
+    from effnet_tf.evaluation import evaluate_model
     from effnet_tf.restore import load_trained
 
     trained = load_trained(model_dir, use_ema)
     config = trained.config
     data = DataSpec.from_config(config, trained.image_size, model_dir)
     dataset = data.dataset(split or config.eval_split, False, batch_size)
-    trained.model.compile(
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=[keras.metrics.SparseTopKCategoricalAccuracy(1, name="top1"),
-                 keras.metrics.SparseTopKCategoricalAccuracy(min(5, data.num_classes),
-                                                             name="top5")])
-    result = trained.model.evaluate(dataset, steps=steps, verbose=0, return_dict=True)
+    result = evaluate_model(trained.model, dataset, data.num_classes, steps)
     result.update(step=trained.step, ema=trained.averaged)
     return result
 
@@ -44,5 +31,15 @@ def main(argv):
                     for k, v in result.items()))
 
 
+def define_flags():
+    flags.DEFINE_string("model_dir", None, "Run directory written by effnet_tf.train.")
+    flags.DEFINE_string("split", None, "Split to evaluate (default: the run's eval_split).")
+    flags.DEFINE_integer("steps", None, "Batches to evaluate (default: the whole split).")
+    flags.DEFINE_integer("batch_size", 64, "Batch size.")
+    flags.DEFINE_bool("ema", True, "Use the exponential moving average of the weights.")
+    flags.mark_flag_as_required("model_dir")
+
+
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

@@ -18,12 +18,6 @@ from absl import app, flags
 
 FORMATS = ("keras", "saved_model", "tflite", "tflite_float16", "tflite_int8")
 
-flags.DEFINE_string("model_dir", None, "Run directory written by effnet_tf.train.")
-flags.DEFINE_enum("format", "saved_model", list(FORMATS), "What to write.")
-flags.DEFINE_string("output", None, "Output file (keras, tflite*) or directory (saved_model).")
-flags.DEFINE_integer("calibration_batches", 8, "Eval batches of 8 images for int8 calibration.")
-flags.mark_flags_as_required(["model_dir", "output"])
-
 
 def with_softmax(model):
     """The logits model with a float32 softmax on top (what serving callers want)."""
@@ -39,10 +33,10 @@ def export_saved_model(model, path: str, image_size: int) -> None:
     import keras
     import tensorflow as tf
 
-    from pipelines import preprocess_for_eval
+    from pipelines import make_eval_preprocess
 
     def from_bytes(encoded):
-        images = tf.map_fn(lambda b: preprocess_for_eval(b, image_size), encoded,
+        images = tf.map_fn(make_eval_preprocess(image_size), encoded,
                            fn_output_signature=tf.float32)
         return model(images, training=False)
 
@@ -99,5 +93,14 @@ def main(argv):
     print(f"Wrote {f.format} to {path}")
 
 
+def define_flags():
+    flags.DEFINE_string("model_dir", None, "Run directory written by effnet_tf.train.")
+    flags.DEFINE_enum("format", "saved_model", list(FORMATS), "What to write.")
+    flags.DEFINE_string("output", None, "Output file (keras, tflite*) or directory (saved_model).")
+    flags.DEFINE_integer("calibration_batches", 8, "Eval batches of 8 images for int8 calibration.")
+    flags.mark_flags_as_required(["model_dir", "output"])
+
+
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

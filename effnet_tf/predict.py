@@ -7,10 +7,6 @@ from __future__ import annotations
 
 from absl import app, flags
 
-flags.DEFINE_string("model_dir", None, "Run directory written by effnet_tf.train.")
-flags.DEFINE_integer("top_k", 5, "Classes to print per image.")
-flags.mark_flag_as_required("model_dir")
-
 
 def predict_files(model_dir: str, paths: list[str], top_k: int = 5) -> list[list[tuple]]:
     """For each image file: ``[(class_name, probability), ...]``, most likely first."""
@@ -20,14 +16,14 @@ def predict_files(model_dir: str, paths: list[str], top_k: int = 5) -> list[list
     import tensorflow as tf
 
     from effnet_tf.restore import load_trained
-    from pipelines import preprocess_for_eval
+    from pipelines import make_eval_preprocess
 
     missing = [p for p in paths if not os.path.isfile(p)]
     if missing:
         raise ValueError(f"image file(s) not found: {', '.join(missing)}")
     trained = load_trained(model_dir)
-    images = tf.stack([preprocess_for_eval(tf.io.read_file(p), trained.image_size)
-                       for p in paths])
+    preprocess = make_eval_preprocess(trained.image_size)
+    images = tf.stack([preprocess(tf.io.read_file(p)) for p in paths])
     probs = tf.nn.softmax(tf.cast(trained.model(images, training=False), tf.float32)).numpy()
     names = trained.class_names or [str(i) for i in range(probs.shape[1])]
     k = min(top_k, probs.shape[1])
@@ -46,5 +42,12 @@ def main(argv):
         print(path + ": " + ", ".join(f"{name} {p:.3f}" for name, p in result))
 
 
+def define_flags():
+    flags.DEFINE_string("model_dir", None, "Run directory written by effnet_tf.train.")
+    flags.DEFINE_integer("top_k", 5, "Classes to print per image.")
+    flags.mark_flag_as_required("model_dir")
+
+
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

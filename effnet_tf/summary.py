@@ -71,20 +71,21 @@ def scalings_from(variants, phis) -> list[Scaling]:
     return [Scaling.variant(v) for v in variants] + [Scaling.from_phi(float(p)) for p in phis]
 
 
-FLAGS = flags.FLAGS
-flags.DEFINE_list("variants", list(PUBLISHED), "Published variants to list.")
-flags.DEFINE_multi_float("phi", [], "Compound coefficients to list (formula path).")
-flags.DEFINE_enum("format", "markdown", ["markdown", "csv", "json"], "Output format.")
-
-
 def main(argv):
     del argv
     try:
-        rows = [summary_row(s) for s in scalings_from(FLAGS.variants, FLAGS.phi)]
+        rows = [summary_row(s) for s in scalings_from(flags.FLAGS.variants, flags.FLAGS.phi)]
     except ValueError as e:
         raise app.UsageError(str(e)) from None
-    print(format_table(rows, FLAGS.format))
+    print(format_table(rows, flags.FLAGS.format))
+
+
+def define_flags():
+    flags.DEFINE_list("variants", list(PUBLISHED), "Published variants to list.")
+    flags.DEFINE_multi_float("phi", [], "Compound coefficients to list (formula path).")
+    flags.DEFINE_enum("format", "markdown", ["markdown", "csv", "json"], "Output format.")
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

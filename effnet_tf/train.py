@@ -20,7 +20,7 @@ def main(argv):
 
     try:
         train_and_evaluate(effnet_flags.resolved_config(), flags.FLAGS.model_dir)
-    except ValueError as e:
+    except (ValueError, FileNotFoundError) as e:
         raise app.UsageError(str(e)) from None
 
 

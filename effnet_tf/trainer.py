@@ -11,16 +11,19 @@ import json
 import math
 import os
 import signal
+import sys
 import time
 
 import keras
 import tensorflow as tf
 from absl import logging
 
-from effnet_tf import recipe, runtime
+from effnet_tf import blocks, recipe, runtime
+from effnet_tf.config import validate
 from effnet_tf.data import DataSpec
+from effnet_tf.evaluation import evaluate_model
 from effnet_tf.model import EfficientNet
-from effnet_tf.run_dir import RunDir
+from effnet_tf.run_dir import RunDir, is_chief
 from effnet_tf.scaling import Scaling
 from effnet_tf.costs import costs
 
@@ -45,14 +48,20 @@ def scaling_from_config(config) -> Scaling:
 
 
 def build_model(config, scaling: Scaling, num_classes: int) -> keras.Model:
-    """Logits model; BatchNorm synchronized across replicas when asked."""
+    """Logits model; BatchNorm synchronized across replicas, or with another momentum, when
+    the config asks (rebuilt from the model's config: the builder keeps the paper's BN)."""
     model = EfficientNet(scaling, classes=num_classes, classifier_activation=None,
                          drop_connect_rate=config.drop_connect_rate)
+    bn_changes = {}
     if config.sync_batch_norm:
+        bn_changes["synchronized"] = True
+    if config.batch_norm_momentum != blocks.BN_MOMENTUM:
+        bn_changes["momentum"] = config.batch_norm_momentum
+    if bn_changes:
         spec = model.get_config()
         for layer in spec["layers"]:
             if layer["class_name"] == "BatchNormalization":
-                layer["config"]["synchronized"] = True
+                layer["config"].update(bn_changes)
         model = keras.Model.from_config(spec)
     return model
 
@@ -73,9 +82,14 @@ class Trainer:
     """Holds the strategy, model, optimizer, average, data and checkpoint of one run."""
 
     def __init__(self, config, model_dir: str):
+        validate(config)
         self.config = config
         self.run_dir = RunDir(model_dir)
         self.strategy = runtime.make_strategy(config.strategy, config.tpu, config.cpu_devices)
+        if config.global_batch_size % self.strategy.num_replicas_in_sync:
+            raise ValueError(
+                f"config.global_batch_size={config.global_batch_size} does not divide among "
+                f"{self.strategy.num_replicas_in_sync} replicas")
         kind = runtime.device_kind(self.strategy)
         self.precision = runtime.resolve_precision(config.mixed_precision, kind)
         self.jit = runtime.resolve_jit(config.jit_compile, kind)
@@ -180,17 +194,11 @@ class Trainer:
     def evaluate(self, steps: int | None = None) -> dict:
         """Top-1 / top-5 on the eval split, with the averaged weights when there are any."""
         dataset = self.data.eval_dataset(self.config.global_batch_size)
-        with self.strategy.scope():
-            self.model.compile(
-                loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                metrics=[keras.metrics.SparseTopKCategoricalAccuracy(1, name="top1"),
-                         keras.metrics.SparseTopKCategoricalAccuracy(
-                             min(5, self.data.num_classes), name="top5")],
-                jit_compile=False)
         if self.ema is not None:
             self.ema.swap()
         try:
-            return self.model.evaluate(dataset, steps=steps, verbose=0, return_dict=True)
+            with self.strategy.scope():
+                return evaluate_model(self.model, dataset, self.data.num_classes, steps)
         finally:
             if self.ema is not None:
                 self.ema.swap()
@@ -202,7 +210,10 @@ def train_and_evaluate(config, model_dir: str) -> dict:
     c = trainer.config
     start_step = trainer.restore()
     run_dir = trainer.run_dir
-    run_dir.write_config(c, trainer.identity())
+    chief = is_chief(trainer.strategy)
+    if chief:
+        class_names = trainer.data.source.class_names
+        run_dir.write_config(c, trainer.identity(), list(class_names) if class_names else None)
     params = trainer.model.count_params()
     flops = costs(trainer.scaling, include_top=True, classes=trainer.data.num_classes).flops
     logging.info("Config:\n%s", c)
@@ -220,7 +231,7 @@ def train_and_evaluate(config, model_dir: str) -> dict:
     freeze_steps = c.freeze_backbone_epochs * trainer.steps_per_epoch
     phase = None
     step = saved_step = start_step
-    history = {}
+    history, epoch_losses = {}, []
     while step < trainer.total_steps:
         epoch = step // trainer.steps_per_epoch
         frozen = step < freeze_steps
@@ -229,7 +240,8 @@ def train_and_evaluate(config, model_dir: str) -> dict:
             train_steps = trainer.make_train_step(trainer.model.trainable_variables)
             phase = frozen
         epoch_end = min((epoch + 1) * trainer.steps_per_epoch, trainer.total_steps)
-        bar = keras.utils.Progbar(trainer.steps_per_epoch, stateful_metrics=["lr", "img/s"])
+        bar = keras.utils.Progbar(trainer.steps_per_epoch, stateful_metrics=["lr", "img/s"],
+                                  verbose=1 if sys.stdout.isatty() else 2)
         print(f"Epoch {epoch + 1}/{c.epochs}")
         loss_sum = correct_sum = 0.0
         seen = 0
@@ -264,6 +276,7 @@ def train_and_evaluate(config, model_dir: str) -> dict:
             _fault_injection(step)
         history = {"epoch": epoch + 1, "train_loss": loss_sum / max(seen, 1),
                    "train_top1": correct_sum / max(seen * c.global_batch_size, 1)}
+        epoch_losses.append(history["train_loss"])
         history.update(trainer.evaluate(c.eval_steps))
         with writer.as_default(step=step):
             for key, value in history.items():
@@ -275,9 +288,12 @@ def train_and_evaluate(config, model_dir: str) -> dict:
     if not history:  # resumed a finished run
         history = trainer.evaluate(c.eval_steps)
     history["step"] = step
-    run_dir.write_summary(history)
+    history["train_loss_per_epoch"] = epoch_losses
+    if chief:
+        run_dir.write_summary(history)
     print(f"Done at step {step}: " + json.dumps(
-        {k: round(v, 4) if isinstance(v, float) else v for k, v in history.items()}))
+        {k: round(v, 4) if isinstance(v, float) else v for k, v in history.items()
+         if k != "train_loss_per_epoch"}))
     return history
 
 

@@ -1,0 +1,126 @@
+"""Training end to end on tiny models: learning, resuming, failing well, evaluate/predict/export."""
+
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from train_utils import assert_same_weights, checkpoint_weights, run_module, tiny_config
+
+from effnet_tf.evaluate import evaluate_run
+from effnet_tf.export import export_run
+from effnet_tf.predict import predict_files
+from effnet_tf.restore import load_trained
+from effnet_tf.trainer import NonFiniteLossError, train_and_evaluate
+
+
+@pytest.fixture(scope="module")
+def trained_dir(tmp_path_factory):
+    model_dir = str(tmp_path_factory.mktemp("run"))
+    result = train_and_evaluate(tiny_config(epochs=3), model_dir)
+    return model_dir, result
+
+
+def test_training_lowers_the_loss_and_writes_the_run(trained_dir):
+    model_dir, result = trained_dir
+    losses = result["train_loss_per_epoch"]
+    assert len(losses) == 3 and losses[-1] < 0.8 * losses[0], losses
+    assert result["step"] == 18 and result["top1"] > 0.3  # above chance (4 classes)
+    saved = json.load(open(os.path.join(model_dir, "config.json")))
+    assert saved["identity"] == {"width_coefficient": 0.25, "depth_coefficient": 0.25,
+                                 "resolution": 64, "num_classes": 4}
+    assert saved["class_names"] == ["class_0", "class_1", "class_2", "class_3"]
+    assert json.load(open(os.path.join(model_dir, "summary.json")))["step"] == 18
+    steps = sorted(int(p.split("-")[1].split(".")[0]) for p in
+                   os.listdir(os.path.join(model_dir, "checkpoints")) if p.endswith(".index"))
+    assert steps == [12, 16, 18]  # every 4 steps and at the end; the last 3 kept
+    assert tf.io.gfile.glob(os.path.join(model_dir, "logs", "events.out.tfevents.*"))
+
+
+def test_rerun_of_a_finished_run_trains_no_more(trained_dir):
+    model_dir, _ = trained_dir
+    before = checkpoint_weights(model_dir)
+    result = train_and_evaluate(tiny_config(epochs=3), model_dir)
+    assert result["step"] == 18
+    assert_same_weights(before, checkpoint_weights(model_dir))
+
+
+def test_evaluate_uses_the_averaged_weights(trained_dir):
+    model_dir, result = trained_dir
+    averaged = evaluate_run(model_dir, steps=2, batch_size=16)
+    assert averaged["ema"] is True and averaged["step"] == 18
+    assert averaged["top1"] == pytest.approx(result["top1"])  # the trainer also used the EMA
+    raw = load_trained(model_dir, use_ema=False)
+    ema = load_trained(model_dir)
+    assert not ema.averaged is raw.averaged
+    differs = [not np.allclose(a, b) for a, b in zip(raw.model.get_weights(),
+                                                     ema.model.get_weights())]
+    assert any(differs)
+
+
+def test_predict_returns_class_names(trained_dir):
+    model_dir, _ = trained_dir
+    images = [os.path.join(model_dir, "data", f"class_{k}", "0003.jpg") for k in range(4)]
+    results = predict_files(model_dir, images, top_k=2)
+    assert [len(r) for r in results] == [2, 2, 2, 2]
+    for result in results:
+        assert {name for name, _ in result} <= {"class_0", "class_1", "class_2", "class_3"}
+        assert result[0][1] >= result[1][1] and 0 <= result[1][1] <= 1
+    with pytest.raises(ValueError, match="image file\\(s\\) not found: /nope.jpg"):
+        predict_files(model_dir, ["/nope.jpg"])
+
+
+def test_exports_give_the_same_predictions(trained_dir, tmp_path):
+    model_dir, _ = trained_dir
+    trained = load_trained(model_dir)
+    encoded = [tf.io.read_file(os.path.join(model_dir, "data", "class_2", f"{i:04d}.jpg"))
+               for i in range(4)]
+    from pipelines import make_eval_preprocess
+    images = tf.stack([make_eval_preprocess(64)(b) for b in encoded])
+    expected = tf.nn.softmax(trained.model(images, training=False)).numpy()
+
+    keras_path = export_run(model_dir, "keras", str(tmp_path / "m.keras"))
+    reloaded = keras.models.load_model(keras_path, safe_mode=True)
+    np.testing.assert_allclose(reloaded(images), expected, rtol=1e-5, atol=1e-6)
+
+    saved = tf.saved_model.load(export_run(model_dir, "saved_model", str(tmp_path / "sm")))
+    np.testing.assert_allclose(saved.serving_default(images), expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(saved.serve_image_bytes(tf.stack(encoded)), expected,
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_mismatched_model_dir_is_refused_before_training(trained_dir):
+    model_dir, _ = trained_dir
+    before = open(os.path.join(model_dir, "config.json")).read()
+    with pytest.raises(ValueError, match="holds a run of another model \\(width_coefficient: "
+                                         "0.25 there, 0.5 now\\)"):
+        train_and_evaluate(tiny_config(width_coefficient=0.5), model_dir)
+    assert open(os.path.join(model_dir, "config.json")).read() == before
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+    model_dir = str(tmp_path)
+    train_and_evaluate(tiny_config(epochs=1, steps_per_epoch=4), model_dir)
+    good = checkpoint_weights(model_dir)
+    with pytest.raises(NonFiniteLossError, match="loss became (nan|inf) at step [5-8]; stopped"):
+        train_and_evaluate(tiny_config(epochs=2, steps_per_epoch=4, base_learning_rate=1e38),
+                           model_dir)
+    assert tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints")).endswith("-4")
+    assert_same_weights(good, checkpoint_weights(model_dir))
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--strategy=gpus"], "flag --strategy=gpus: value should be one of"),
+    (["--config.global_batch_size=0"], "config.global_batch_size must be an integer >= 1"),
+    (["--dataset=/no/such/folder"], "no such dataset: '/no/such/folder'"),
+    (["--config.augment=mixall"], "config.augment must be one of none, autoaugment"),
+    (["--variant=b9"], "variant must be one of b0"),
+])
+def test_bad_flags_fail_before_training_with_a_clear_message(tmp_path, args, message):
+    out = run_module("effnet_tf.train", "--config=configs/cpu_smoke.py",
+                     f"--model_dir={tmp_path / 'run'}", *args)
+    assert out.returncode != 0
+    assert message in out.stderr, out.stderr[-2000:]
+    assert not os.path.exists(tmp_path / "run" / "checkpoints")
