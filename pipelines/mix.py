@@ -61,6 +61,7 @@ def cutmix(images, labels, alpha: float, seed):
     return mixed, _mix_labels(labels, 1.0 - pasted)
 
 
+@tf.autograph.experimental.do_not_convert  # plain TF ops; autograph only slows tracing
 def mix_batch(images, labels, seed, *, mixup_alpha=0.0, cutmix_alpha=0.0, switch_prob=0.5):
     """Mixup, CutMix, or (both alphas > 0) one of them per batch, CutMix with ``switch_prob``."""
     if mixup_alpha < 0 or cutmix_alpha < 0:

@@ -161,6 +161,7 @@ def make_train_preprocess(
     """
     image_size = check_image_size(image_size)
 
+    @tf.autograph.experimental.do_not_convert  # plain TF ops; autograph only slows tracing
     def preprocess(image_bytes, seed):
         crop_seed, flip_seed, augment_seed = tf.unstack(
             tf.random.experimental.stateless_split(seed, 3)
@@ -190,6 +191,7 @@ def make_eval_preprocess(image_size: int, *, crop_fraction: float | None = None)
     image_size = check_image_size(image_size)
     eval_crop_fraction(image_size, crop_fraction)  # fail here, not inside Dataset.map
 
+    @tf.autograph.experimental.do_not_convert
     def preprocess(image_bytes):
         image = decode_and_crop(
             image_bytes, lambda shape: center_crop_window(shape, image_size, crop_fraction)

@@ -100,6 +100,30 @@ def test_policies_keep_shape_dtype_and_depend_on_the_seed(make, image):
     assert len(distinct) >= 6  # different ops for different seeds
 
 
+@pytest.mark.parametrize("level", [3.0, 7.0, 10.0])
+def test_ops_chosen_by_tensors_in_tf_data_equal_the_named_ops(image, level):
+    seed = tf.constant([5, 6], tf.int64)
+    chosen = tf.data.Dataset.range(len(aug.OP_NAMES)).map(
+        lambda i: aug.apply_op(image, tf.cast(i, tf.int32), tf.constant(level), seed))
+    for name, out in zip(aug.OP_NAMES, chosen):
+        np.testing.assert_array_equal(out, aug.named_op(name, level)(image, seed), err_msg=name)
+
+
+def test_autoaugment_applies_each_step_with_its_probability(image):
+    always_then_never = aug.autoaugment([[("Invert", 1.0, 0), ("Invert", 0.0, 0)]])
+    twice = aug.autoaugment([[("Invert", 1.0, 0), ("Invert", 1.0, 0)]])
+    for i in range(5):
+        seed = tf.constant([i, 0], tf.int64)
+        np.testing.assert_array_equal(always_then_never(image, seed), 255 - image.numpy())
+        np.testing.assert_array_equal(twice(image, seed), image)
+    half = aug.autoaugment([[("Invert", 0.5, 0), ("Invert", 0.0, 0)]])
+    inverted = [bool((half(image, tf.constant([i, 1])).numpy() != image.numpy()).any())
+                for i in range(200)]
+    assert 0.38 < np.mean(inverted) < 0.62
+    with pytest.raises(ValueError, match="unknown augmentation op 'Blur'"):
+        aug.autoaugment([[("Blur", 1.0, 3)]])
+
+
 def test_policy_v0_has_25_sub_policies_of_known_ops():
     assert len(aug.POLICY_V0) == 25
     assert all(len(sub) == 2 for sub in aug.POLICY_V0)
