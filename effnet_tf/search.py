@@ -73,8 +73,8 @@ PAPER = Coefficients(ALPHA, BETA, GAMMA)
 def grid(target: float = 2.0, tolerance: float = 0.05, step: float = 0.05) -> list[Coefficients]:
     """Every grid point ``>= 1`` with ``|alpha * beta**2 * gamma**2 / target - 1| <= tolerance``.
 
-    Ordered so that any prefix spreads over the constraint surface (farthest-point order in
-    the shares of ``Coefficients.shares``, from the point closest to the paper's), so a
+    Ordered so that any prefix spreads over the constraint surface (farthest-point order,
+    from the point closest to the paper's), so a
     search cut short by ``max_trials`` is still a coarse grid rather than one corner.
     """
     if not target > 1:
@@ -86,22 +86,26 @@ def grid(target: float = 2.0, tolerance: float = 0.05, step: float = 0.05) -> li
     high = target * (1 + tolerance)
     values = [round(1 + i * step, 4) for i in range(int((high - 1) / step + 1e-9) + 1)]
     points = [Coefficients(a, b, g) for a, b, g in itertools.product(values, repeat=3)
-              if abs(a * b * b * g * g / target - 1) <= tolerance + 1e-12]
+              if abs(a * b * b * g * g / target - 1) <= tolerance + 1e-9]  # 1.9 / 2 is within 5%
     if not points:
         raise ValueError(
             f"no grid point with step {step} is within {tolerance:.0%} of {target}: "
             f"raise tolerance or lower step")
-    return _spread(points)
+    return _spread(points, target)
 
 
-def _spread(points: list[Coefficients]) -> list[Coefficients]:
-    shares = np.array([p.shares() for p in points])
-    first = int(np.argmin(np.linalg.norm(shares - np.array(PAPER.shares()), axis=1)))
-    order, distance = [first], np.linalg.norm(shares - shares[first], axis=1)
+def _spread(points: list[Coefficients], target: float) -> list[Coefficients]:
+    """Farthest-point order in (log alpha, 2 log beta, 2 log gamma) / log target."""
+    coords = np.log([[p.alpha, p.beta**2, p.gamma**2] for p in points]) / math.log(target)
+    paper = np.log([PAPER.alpha, PAPER.beta**2, PAPER.gamma**2]) / math.log(target)
+    first = int(np.argmin(np.linalg.norm(coords - paper, axis=1)))
+    order, distance = [first], np.linalg.norm(coords - coords[first], axis=1)
+    distance[first] = -1.0
     while len(order) < len(points):
         nxt = int(np.argmax(distance))
         order.append(nxt)
-        distance = np.minimum(distance, np.linalg.norm(shares - shares[nxt], axis=1))
+        distance = np.minimum(distance, np.linalg.norm(coords - coords[nxt], axis=1))
+        distance[order] = -1.0
     return [points[i] for i in order]
 
 
@@ -182,7 +186,8 @@ def train_candidate(
                   jit_compile=False)
     train = dataset_fn(image_size=scaling.resolution, training=True, **(dataset_kwargs or {}))
     val = dataset_fn(image_size=scaling.resolution, training=False)
-    model.fit(train, epochs=epochs, steps_per_epoch=steps_per_epoch, verbose=verbose)
+    model.fit(train, epochs=epochs, steps_per_epoch=steps_per_epoch, shuffle=False,
+              verbose=verbose)  # the pipeline shuffles
     recalibrate_batch_norm(model, train, bn_batches)
     loss, accuracy = model.evaluate(val, steps=validation_steps, verbose=verbose)
     return {OBJECTIVE: float(accuracy), "val_loss": float(loss),
@@ -318,16 +323,15 @@ class SearchResult:
 
 
 def _rows(tuner, describe: Callable) -> list[dict]:
+    trials = sorted(tuner.oracle.trials.items())
+    names = [OBJECTIVE, "val_loss", "train_seconds"]
+    names += sorted({n for _, t in trials for n in t.metrics.metrics} - set(names))
     rows = []
-    for trial_id, trial in sorted(tuner.oracle.trials.items()):
+    for trial_id, trial in trials:
         metrics = trial.metrics
-
-        def value(name):
-            return float(metrics.get_last_value(name)) if metrics.exists(name) else None
-
         rows.append({"trial": trial_id, "status": trial.status, **describe(trial.hyperparameters),
-                     OBJECTIVE: value(OBJECTIVE), "val_loss": value("val_loss"),
-                     "train_seconds": value("train_seconds")})
+                     **{n: float(metrics.get_last_value(n)) if metrics.exists(n) else None
+                        for n in names}})
     return rows
 
 
@@ -353,6 +357,7 @@ def search(
     overwrite: bool = False,
     seed: int = 0,
     verbose: int = 0,
+    train_fn: Callable[..., dict] | None = None,
 ) -> SearchResult:
     """Searches alpha, beta, gamma at phi = 1 from ``baseline`` and ranks by val accuracy.
 
@@ -368,6 +373,9 @@ def search(
       max_trials: trials in all, those of earlier runs included; None: the whole grid.
       epochs, steps_per_epoch, validation_steps, optimizer, learning_rate: the brief
         training of each candidate.
+      train_fn: ``train_fn(scaling, dataset_fn, **these settings) -> {"val_accuracy": ...}``
+        (more metrics are recorded too); default ``train_candidate``. Your own trainer
+        (distribution strategy, precision, recipe) plugs in here.
     """
     import keras_tuner as kt
 
@@ -387,7 +395,7 @@ def search(
         oracle = kt.oracles.BayesianOptimizationOracle(
             objective=objective, max_trials=max_trials or 20, hyperparameters=hp, seed=seed)
     train = functools.partial(
-        train_candidate, dataset_fn=dataset_fn, classes=classes, epochs=epochs,
+        train_fn or train_candidate, dataset_fn=dataset_fn, classes=classes, epochs=epochs,
         steps_per_epoch=steps_per_epoch, validation_steps=validation_steps,
         optimizer=optimizer, learning_rate=learning_rate, seed=seed, verbose=max(0, verbose - 1))
     base = costs(baseline, classes=classes)
@@ -439,6 +447,7 @@ def tune(
     verbose: int = 0,
     train_flags: str = "--variant=b0",
     batch_size: int | None = None,
+    train_fn: Callable[..., dict] | None = None,
 ) -> SearchResult:
     """Tunes learning rate (log scale), dropout and augmentation magnitude of one model.
 
@@ -447,6 +456,7 @@ def tune(
     the learning rate found carries over to training at the same batch size.
     ``train_flags`` names the model in the printed train command; with ``batch_size`` (of
     ``dataset_fn``) the learning rate is printed per 256 images, as the recipe takes it.
+    ``train_fn`` as in ``search``.
     """
     import keras_tuner as kt
 
@@ -467,7 +477,7 @@ def tune(
         values = trial_hp.values
         extra = ({"augment_magnitude": values["augment_magnitude"]}
                  if "augment_magnitude" in values else {})
-        return train_candidate(
+        return (train_fn or train_candidate)(
             scaling, dataset_fn, classes=classes, epochs=epochs,
             steps_per_epoch=steps_per_epoch, validation_steps=validation_steps,
             optimizer=optimizer, learning_rate=values["learning_rate"],
