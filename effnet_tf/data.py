@@ -55,9 +55,9 @@ class DataSpec:
             seed=c.seed if c.deterministic or training else None,
             drop_remainder=training, repeat=training)
 
-    def train_dataset(self, input_context: tf.distribute.InputContext, global_batch_size: int):
-        per_replica = input_context.get_per_replica_batch_size(global_batch_size)
-        return self.dataset(self.config.train_split, True, per_replica, input_context)
+    def train_dataset(self, input_context: tf.distribute.InputContext, batch_size: int):
+        """The endless training pipeline of one input pipeline, batches of ``batch_size``."""
+        return self.dataset(self.config.train_split, True, batch_size, input_context)
 
     def eval_dataset(self, global_batch_size: int):
         return self.dataset(self.config.eval_split, False, global_batch_size)

@@ -116,12 +116,16 @@ class Trainer:
             self.optimizer.build(self.model.trainable_variables)
             self.ema = (recipe.ExponentialMovingAverage(self.model, config.ema_decay)
                         if config.ema_decay else None)
-        self.train_iter = iter(self.strategy.distribute_datasets_from_function(
-            lambda ctx: self.data.train_dataset(ctx, config.global_batch_size)))
-        items = {"model": self.model, "optimizer": self.optimizer}
+        self.track_data_position = self._checkpoint_data_position()
+        self.train_iter = self._train_iterator()
+        weight_ids = {id(w) for w in self.model.weights}
+        # Dropout's random-seed states are variables outside model.weights that
+        # tf.train.Checkpoint does not find by itself; an exact resume needs them.
+        seed_states = [v.value for v in self.model.variables if id(v) not in weight_ids]
+        items = {"model": self.model, "optimizer": self.optimizer, "seeds": seed_states}
         if self.ema is not None:
             items["ema"] = self.ema
-        if self._checkpoint_data_position():
+        if self.track_data_position:
             items["train_iterator"] = self.train_iter
         self.checkpoint = tf.train.Checkpoint(**items)
         self.manager = tf.train.CheckpointManager(
@@ -140,6 +144,28 @@ class Trainer:
         if isinstance(self.strategy, tf.distribute.TPUStrategy):
             return False  # TPU input iterators are not checkpointable
         return choice == "true" or (choice == "auto" and self.config.deterministic)
+
+    def _train_iterator(self):
+        """The distributed input iterator; or, to checkpoint the data position, this worker's
+        own tf.data iterator (distributed iterators are not checkpointable), whose batches
+        ``_per_replica`` splits among the local replicas."""
+        c, strategy = self.config, self.strategy
+        workers, worker_id = _worker_index(strategy)
+        self.local_replicas = strategy.num_replicas_in_sync // workers
+        if not self.track_data_position:
+            return iter(strategy.distribute_datasets_from_function(
+                lambda ctx: self.data.train_dataset(
+                    ctx, ctx.get_per_replica_batch_size(c.global_batch_size))))
+        context = tf.distribute.InputContext(workers, worker_id, strategy.num_replicas_in_sync)
+        return iter(self.data.train_dataset(context, c.global_batch_size // workers))
+
+    def _per_replica(self, batch):
+        if not self.track_data_position or self.local_replicas == 1:
+            return batch
+        local = self.local_replicas
+        return self.strategy.experimental_distribute_values_from_function(
+            lambda ctx: tf.nest.map_structure(
+                lambda t: tf.split(t, local)[ctx.replica_id_in_sync_group % local], batch))
 
     @property
     def step(self) -> int:
@@ -180,7 +206,7 @@ class Trainer:
             loss_sum = tf.constant(0.0)
             correct_sum = tf.constant(0.0)
             for _ in tf.range(count):
-                images, labels = next(iterator)
+                images, labels = self._per_replica(next(iterator))
                 loss, correct = strategy.run(replica_step, args=(images, labels))
                 loss_sum += strategy.reduce("SUM", loss, axis=None)
                 correct_sum += strategy.reduce("SUM", correct, axis=None)
@@ -295,6 +321,17 @@ def train_and_evaluate(config, model_dir: str) -> dict:
         {k: round(v, 4) if isinstance(v, float) else v for k, v in history.items()
          if k != "train_loss_per_epoch"}))
     return history
+
+
+def _worker_index(strategy) -> tuple[int, int]:
+    """(number of workers, this worker's index) from the strategy's cluster, if any."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    spec = resolver.cluster_spec().as_dict() if resolver is not None else {}
+    if not spec:
+        return 1, 0
+    chiefs = len(spec.get("chief", []))
+    index = resolver.task_id + (chiefs if resolver.task_type == "worker" else 0)
+    return chiefs + len(spec.get("worker", [])), index
 
 
 def _next_boundary(step: int, every: int) -> int:
