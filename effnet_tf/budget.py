@@ -95,6 +95,7 @@ class Fit:
     beta: float
     gamma: float
     classes: int
+    base_resolution: int = BASE_RESOLUTION
     trace: tuple[Candidate, ...] = ()
 
     @property
@@ -115,6 +116,8 @@ class Fit:
                 f"--{flag}={value:g}" for flag, value, default in
                 (("alpha", self.alpha, ALPHA), ("beta", self.beta, BETA),
                  ("gamma", self.gamma, GAMMA)) if value != default]
+            if self.base_resolution != BASE_RESOLUTION:
+                args.append(f"--image_size={self.scaling.resolution}")
         if self.classes != IMAGENET_CLASSES:
             args.append(f"--config.num_classes={self.classes}")
         return " ".join(["python -m effnet_tf.train", *args, f"--model_dir=runs/{name}"])
@@ -155,8 +158,8 @@ class _Evaluator:
 def largest_fitting(fits: Callable[[int], bool], lo: int, hi: int) -> int:
     """Largest integer k in [lo, hi) with ``fits(k)``, given ``fits(lo)`` and not ``fits(hi)``.
 
-    Plain bisection: ~log2(hi - lo) calls, never at ``lo`` or ``hi`` themselves. Exact for a monotone predicate; otherwise it
-    returns some k with ``fits(k) and not fits(k + 1)``.
+    Plain bisection: ~log2(hi - lo) calls, never at ``lo`` or ``hi`` themselves. Exact for a
+    monotone predicate; otherwise it returns some k with ``fits(k) and not fits(k + 1)``.
     """
     while hi - lo > 1:
         mid = (lo + hi) // 2
@@ -245,7 +248,8 @@ def fit(
     return Fit(
         budget=budget, phi=round(k * step, 10), step=step, best=evaluate(at(k)),
         above=evaluate(at(k + 1)), variant=variant, variant_above=variant_above, alpha=alpha,
-        beta=beta, gamma=gamma, classes=classes, trace=tuple(evaluate.trace))
+        beta=beta, gamma=gamma, classes=classes, base_resolution=base_resolution,
+        trace=tuple(evaluate.trace))
 
 
 def _check_bracket(lo, hi, evaluate, at, budget):

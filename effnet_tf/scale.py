@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 
-from absl import app, flags
+from absl import app, flags, logging
 
 from effnet_tf import budget as budget_lib
 from effnet_tf.costs import costs
@@ -70,6 +70,8 @@ def define_flags():
     flags.DEFINE_string("data", None, "search/tune: a pipelines source (tfds:<name>, TFRecord "
                         "folder or glob, image folder) or 'synthetic' for a dry run.")
     flags.DEFINE_string("data_dir", None, "search/tune: TFDS data_dir.")
+    flags.DEFINE_float("validation_fraction", 0.0, "search/tune: of an image folder without "
+                       "a validation folder, hold out this fraction of each class.")
     flags.DEFINE_string("train_split", "train", "search/tune: split to train candidates on.")
     flags.DEFINE_string("val_split", "validation", "search/tune: split to rank them on.")
     flags.DEFINE_string("project_dir", None, "search/tune: keras-tuner directory; the same "
@@ -276,9 +278,17 @@ def run_fit() -> str:
 # ---- search and tune ------------------------------------------------------------------------
 
 
+def _source_options(data_dir=None, validation_fraction=0.0) -> dict:
+    options = {"data_dir": data_dir} if data_dir else {}
+    if validation_fraction:
+        options["validation_fraction"] = validation_fraction
+    return options
+
+
 def make_dataset_fn(data: str, *, batch_size: int, train_split: str = "train",
                     val_split: str = "validation", data_dir: str | None = None,
-                    classes: int | None = None, seed: int = 0):
+                    validation_fraction: float = 0.0, classes: int | None = None,
+                    seed: int = 0):
     """``dataset_fn(image_size=, training=, augment_magnitude=None)`` for the searches, from
     ``pipelines.build`` (any of its sources) or the built-in ``synthetic`` data."""
     if data == "synthetic":
@@ -292,7 +302,7 @@ def make_dataset_fn(data: str, *, batch_size: int, train_split: str = "train",
         return synthetic
     import pipelines
 
-    options = {"data_dir": data_dir} if data_dir else {}
+    options = _source_options(data_dir, validation_fraction)
 
     def dataset_fn(image_size, training, augment_magnitude=None):
         kwargs = dict(image_size=image_size, batch_size=batch_size, training=training,
@@ -317,7 +327,7 @@ def _data_settings() -> dict:
     else:
         import pipelines
 
-        options = {"data_dir": FLAGS.data_dir} if FLAGS.data_dir else {}
+        options = _source_options(FLAGS.data_dir, FLAGS.validation_fraction)
         classes = classes or pipelines.num_classes(FLAGS.data, **options)
         examples = pipelines.num_examples(FLAGS.data, FLAGS.train_split, **options)
         steps = FLAGS.steps_per_epoch or (examples // FLAGS.batch_size if examples else None)
@@ -328,7 +338,9 @@ def _data_settings() -> dict:
             raise ValueError("the number of classes of --data is unknown: give --classes")
     dataset_fn = make_dataset_fn(FLAGS.data, batch_size=FLAGS.batch_size,
                                  train_split=FLAGS.train_split, val_split=FLAGS.val_split,
-                                 data_dir=FLAGS.data_dir, classes=classes, seed=FLAGS.seed)
+                                 data_dir=FLAGS.data_dir,
+                                 validation_fraction=FLAGS.validation_fraction, classes=classes,
+                                 seed=FLAGS.seed)
     return dict(dataset_fn=dataset_fn, classes=classes, steps_per_epoch=steps,
                 validation_steps=FLAGS.validation_steps, epochs=FLAGS.epochs,
                 project_dir=FLAGS.project_dir, overwrite=FLAGS.overwrite, seed=FLAGS.seed,
@@ -410,6 +422,8 @@ def main(argv):
     if len(argv) < 2 or argv[1] not in COMMANDS:
         raise app.UsageError(f"give a command: {' | '.join(COMMANDS)}")
     command, rest = argv[1], argv[2:]
+    if not FLAGS["verbosity"].present:  # SavedModel export logs every step at INFO
+        logging.set_verbosity(logging.WARNING)
     if rest and command != "latency":
         raise app.UsageError(f"unexpected arguments: {rest}")
     try:

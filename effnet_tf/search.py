@@ -487,11 +487,9 @@ def tune(
     tuner = _run(oracle, trial_fn, project_dir, "tune", overwrite, verbose)
 
     def command(row: dict) -> str:
-        args = ["python -m effnet_tf.train", train_flags]
-        if batch_size:
-            args.append(f"--config.base_learning_rate={row['learning_rate'] * 256 / batch_size:.4g}")
-        else:
-            args.append(f"--config.base_learning_rate=<{row['learning_rate']:.4g} x 256 / batch>")
+        args, rate = ["python -m effnet_tf.train", train_flags], row["learning_rate"]
+        args.append(f"--config.base_learning_rate={rate * 256 / batch_size:.4g}" if batch_size
+                    else f"--config.base_learning_rate=<{rate:.4g} x 256 / batch>")
         if row.get("dropout") is not None:
             args.append(f"--config.dropout={row['dropout']:.3g}")
         if row.get("augment_magnitude") is not None:
@@ -525,9 +523,10 @@ def plot_trials(result: SearchResult, path: str) -> None:
         right.set_xlabel("share of FLOPs growth on depth (log alpha / log product)")
         right.set_ylabel("share on resolution (2 log gamma / log product)")
         if best:
-            s = Coefficients(best["alpha"], best["beta"], best["gamma"]).shares()
+            chosen = Coefficients(best["alpha"], best["beta"], best["gamma"])
+            s = chosen.shares()
             right.scatter([s[0]], [s[2]], marker="*", s=300, facecolors="none",
-                          edgecolors="red", label=f"best {Coefficients(best['alpha'], best['beta'], best['gamma']).flags()}")
+                          edgecolors="red", label=f"best {chosen.flags()}")
             p = PAPER.shares()
             right.scatter([p[0]], [p[2]], marker="x", color="black", label="paper 1.2, 1.1, 1.15")
             right.legend(fontsize=8)

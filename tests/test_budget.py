@@ -75,6 +75,15 @@ def test_fit_with_searched_coefficients_and_classes():
         "--config.num_classes=10")
 
 
+def test_fit_at_another_base_resolution_prints_the_image_size():
+    result = fit(Budget(max_flops=1e8), base_resolution=128)
+    assert result.scaling == Scaling.from_phi(result.phi, base_resolution=128)
+    assert result.scaling.resolution == 112 and result.best.costs.flops <= 1e8
+    assert result.train_command() == (
+        f"python -m effnet_tf.train --phi={result.phi:g} --image_size=112 "
+        f"--model_dir=runs/phi{result.phi:g}")
+
+
 def fake_latency(calls):
     """Deterministic 'latency': 1 ms per 10 MFLOPs; counts the calls."""
     def latency_fn(scaling):

@@ -127,3 +127,24 @@ def assert_real_plot(path, panels):
     assert image.ndim == 3 and image.shape[1] >= 450 * panels
     colours = np.unique(image.reshape(-1, image.shape[-1]).round(2), axis=0)
     assert len(colours) > 50
+
+
+def test_dataset_fn_reads_a_pipelines_image_folder(tmp_path):
+    """search/tune data through pipelines.build: sized per candidate, magnitude passed on."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    for label, colour in (("red", (220, 30, 30)), ("blue", (30, 30, 220))):
+        (tmp_path / label).mkdir()
+        for i in range(8):
+            pixels = np.clip(np.array(colour) + rng.normal(0, 10, (40, 48, 3)), 0, 255)
+            jpeg = tf.io.encode_jpeg(tf.constant(pixels.astype("uint8"))).numpy()
+            (tmp_path / label / f"{i}.jpg").write_bytes(jpeg)
+    dataset_fn = scale.make_dataset_fn(str(tmp_path), batch_size=4, validation_fraction=0.25)
+    images, labels = next(iter(dataset_fn(image_size=36, training=True, augment_magnitude=5)))
+    assert images.shape == (4, 36, 36, 3) and set(labels.numpy()) <= {0, 1}
+    val = list(dataset_fn(image_size=40, training=False))
+    assert sum(len(y) for _, y in val) == 4  # a quarter of each class
+    assert val[0][0].shape[1:] == (40, 40, 3)
+    red = val[0][0].numpy()[np.asarray(val[0][1]) == 1]  # classes sorted: blue 0, red 1
+    assert red.size == 0 or red[..., 0].mean() > 150

@@ -4,7 +4,6 @@ import csv
 import functools
 import itertools
 import json
-import math
 
 import numpy as np
 import pytest
@@ -127,6 +126,8 @@ def test_search_obeys_the_constraint_writes_results_and_resumes(tmp_path):
 
 
 def test_bayesian_search_stays_on_the_constraint(tmp_path):
+    pytest.importorskip("sklearn")  # keras-tuner's Gaussian process needs scipy and sklearn
+    pytest.importorskip("scipy")
     fake = FakeTraining()
     result = search.search(DATA, classes=3, baseline=BASELINE, project_dir=str(tmp_path),
                            strategy="bayesian", max_trials=5, target=1.5, train_fn=fake)
