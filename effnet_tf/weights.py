@@ -41,6 +41,19 @@ def read_h5(path) -> dict[str, list[np.ndarray]]:
     raise ValueError(f"{path} is not a Keras HDF5 weights file (no 'layer_names')")
 
 
+def save_h5(model: keras.Model, path) -> None:
+    """Writes ``model``'s weights by layer name in the Keras 2 HDF5 layout of
+    keras.applications' files, so that ``load`` (and older Keras) read them back by name."""
+    with h5py.File(path, "w") as f:
+        f.attrs["layer_names"] = [layer.name.encode() for layer in model.layers]
+        for layer in model.layers:
+            group = f.create_group(layer.name)
+            names = [f"{layer.name}/{w.name}:0" for w in layer.weights]
+            group.attrs["weight_names"] = [n.encode() for n in names]
+            for name, value in zip(names, layer.get_weights()):
+                group.create_dataset(name, data=value)
+
+
 def _strings(values) -> list[str]:
     return [v.decode("utf8") if isinstance(v, bytes) else str(v) for v in values]
 

@@ -60,27 +60,32 @@ def test_outputs_equal_keras_applications_after_load(variant):
         assert rel < 1e-4, (include_top, rel)
 
 
-def save_legacy_h5(model, path):
-    """The Keras 2 HDF5 weights layout of keras.applications' efficientnetb0.h5 files."""
-    with h5py.File(path, "w") as f:
-        names = [layer.name for layer in model.layers]
-        f.attrs["layer_names"] = [n.encode() for n in names]
-        for layer in model.layers:
-            g = f.create_group(layer.name)
-            weight_names = [f"{layer.name}/{w.name}:0" for w in layer.weights]
-            g.attrs["weight_names"] = [n.encode() for n in weight_names]
-            for n, value in zip(weight_names, layer.get_weights()):
-                g.create_dataset(n, data=value)
-
-
 def test_loads_keras_applications_hdf5_files(tmp_path):
+    # written by Keras' own legacy HDF5 writer, the format of efficientnetb0_notop.h5
+    from keras.src.legacy.saving.legacy_h5_format import save_weights_to_hdf5_group
+
     theirs = keras_reference("b0", include_top=False, seed=3)
     path = tmp_path / "efficientnetb0_notop.h5"
-    save_legacy_h5(theirs, path)
+    with h5py.File(path, "w") as f:
+        save_weights_to_hdf5_group(f, theirs)
     ours = effnet_tf.EfficientNet("b0", include_top=False, input_shape=(SIZE, SIZE, 3),
                                   weights=str(path))
     x = np.random.default_rng(2).uniform(0, 255, (1, SIZE, SIZE, 3)).astype("float32")
     np.testing.assert_allclose(ours(x), theirs(x), rtol=1e-4, atol=1e-4)
+
+
+def test_save_h5_round_trips_and_keras_reads_it_by_name(tmp_path):
+    from keras.src.legacy.saving.legacy_h5_format import load_weights_from_hdf5_group_by_name
+
+    ours = effnet_tf.EfficientNet("b0", include_top=False, input_shape=(SIZE, SIZE, 3))
+    path = tmp_path / "ours.h5"
+    weights.save_h5(ours, path)
+    theirs = KERAS_BUILDERS["b0"](weights=None, include_top=False, input_shape=(SIZE, SIZE, 3))
+    with h5py.File(path, "r") as f:
+        load_weights_from_hdf5_group_by_name(f, theirs)
+    for layer in (layer for layer in ours.layers if layer.weights):
+        for a, b in zip(layer.get_weights(), theirs.get_layer(layer.name).get_weights()):
+            np.testing.assert_array_equal(a, b)
 
 
 def test_keras3_weights_file_is_refused_with_the_reason(tmp_path):
@@ -92,7 +97,7 @@ def test_keras3_weights_file_is_refused_with_the_reason(tmp_path):
 
 def test_notop_file_into_a_top_model_names_the_missing_layer(tmp_path):
     path = tmp_path / "efficientnetb0_notop.h5"
-    save_legacy_h5(effnet_tf.EfficientNet("b0", include_top=False), path)
+    weights.save_h5(effnet_tf.EfficientNet("b0", include_top=False), path)
     model = effnet_tf.EfficientNet("b0")
     before = model.get_layer("stem_conv").get_weights()[0].copy()
     with pytest.raises(ValueError, match="layer 'predictions' is missing from the source"):
