@@ -25,7 +25,8 @@ def get_config() -> ml_collections.ConfigDict:
     c.sync_batch_norm = False
     c.batch_norm_momentum = 0.99
 
-    # Data (any source of the pipelines package).
+    # Data: any source of the pipelines package ("tfds:<name>", TFRecords, an image folder),
+    # "synthetic" (generated JPEGs) or "random" (random pixels in memory, for speed tests).
     c.dataset = "tfds:imagenet2012"
     c.data_dir = ml_collections.FieldReference(None, field_type=str)
     c.train_split = "train"

@@ -10,7 +10,17 @@ import tensorflow as tf
 import pipelines
 from pipelines.synthetic import write_image_folder
 
-SYNTHETIC = "synthetic"
+SYNTHETIC = "synthetic"  # JPEG files of coloured shapes, through the real pipeline
+RANDOM = "random"  # one batch of random pixels in memory: measures the model, not the input
+
+
+def random_batches(batch_size: int, image_size: int, num_classes: int, seed: int = 0):
+    """An endless dataset repeating one batch of random pixels and labels."""
+    images = tf.random.stateless_uniform([batch_size, image_size, image_size, 3], [seed, 1],
+                                         maxval=255.0)
+    labels = tf.random.stateless_uniform([batch_size], [seed, 2], maxval=num_classes,
+                                         dtype=tf.int32)
+    return tf.data.Dataset.from_tensors((images, labels)).repeat()
 
 
 def resolve_source(config, model_dir: str):
@@ -34,6 +44,8 @@ class DataSpec:
 
     @classmethod
     def from_config(cls, config, image_size: int, model_dir: str) -> "DataSpec":
+        if config.dataset == RANDOM:
+            return cls(config, None, image_size, config.num_classes or 1000, None)
         source = resolve_source(config, model_dir)
         num_classes = config.num_classes or source.num_classes
         if source.num_classes and num_classes != source.num_classes:
@@ -44,6 +56,9 @@ class DataSpec:
 
     def dataset(self, split, training, batch_size, input_context=None):
         c = self.config
+        if self.source is None:
+            data = random_batches(batch_size, self.image_size, self.num_classes, c.seed)
+            return data if training else data.take(2)
         return pipelines.build(
             self.source, split, image_size=self.image_size, batch_size=batch_size,
             training=training, augment=None if c.augment == "none" else c.augment,

@@ -238,7 +238,7 @@ def train_and_evaluate(config, model_dir: str) -> dict:
     run_dir = trainer.run_dir
     chief = is_chief(trainer.strategy)
     if chief:
-        class_names = trainer.data.source.class_names
+        class_names = trainer.data.source and trainer.data.source.class_names
         run_dir.write_config(c, trainer.identity(), list(class_names) if class_names else None)
     params = trainer.model.count_params()
     flops = costs(trainer.scaling, include_top=True, classes=trainer.data.num_classes).flops
@@ -258,13 +258,14 @@ def train_and_evaluate(config, model_dir: str) -> dict:
     phase = None
     step = saved_step = start_step
     history, epoch_losses = {}, []
+    timed_images, timed_seconds = 0, 0.0
     while step < trainer.total_steps:
         epoch = step // trainer.steps_per_epoch
         frozen = step < freeze_steps
         if phase != frozen:
             set_backbone_trainable(trainer.model, not frozen, c.freeze_batch_norm)
             train_steps = trainer.make_train_step(trainer.model.trainable_variables)
-            phase = frozen
+            phase, traced = frozen, False
         epoch_end = min((epoch + 1) * trainer.steps_per_epoch, trainer.total_steps)
         bar = keras.utils.Progbar(trainer.steps_per_epoch, stateful_metrics=["lr", "img/s"],
                                   verbose=1 if sys.stdout.isatty() else 2)
@@ -277,8 +278,12 @@ def train_and_evaluate(config, model_dir: str) -> dict:
                         (freeze_steps - step) if frozen else epoch_end - step)
             started = time.perf_counter()
             loss, correct = train_steps(trainer.train_iter, tf.constant(count))
-            elapsed = time.perf_counter() - started
             loss, correct = float(loss), float(correct)
+            elapsed = time.perf_counter() - started
+            if traced:  # the first call of a compiled step includes its tracing
+                timed_images += count * c.global_batch_size
+                timed_seconds += elapsed
+            traced = True
             if not math.isfinite(loss):
                 raise NonFiniteLossError(
                     f"loss became {loss} at step {step + count}; stopped. The last good "
@@ -315,6 +320,8 @@ def train_and_evaluate(config, model_dir: str) -> dict:
         history = trainer.evaluate(c.eval_steps)
     history["step"] = step
     history["train_loss_per_epoch"] = epoch_losses
+    if timed_seconds:
+        history["images_per_second"] = timed_images / timed_seconds
     if chief:
         run_dir.write_summary(history)
     print(f"Done at step {step}: " + json.dumps(

@@ -1,0 +1,134 @@
+"""The whole training command against a plain ``model.fit`` loop on keras.applications.
+
+    python benchmarks/train_speed.py                  # b0, XLA off and on (~15 min, 2 cores)
+    python benchmarks/train_speed.py --variants b0,b1 --no-xla
+
+Both train on the same random in-memory batch (``--dataset random``), same batch size and
+resolution: ours is ``python -m effnet_tf.train`` with the official recipe (RMSProp, EMA,
+weight decay, label smoothing, stochastic depth, checkpoints); theirs is
+``keras.applications.EfficientNetB0(weights=None)`` compiled with RMSProp and fit. Images/s
+are steady-state (the first step, which traces and compiles, is left out); peak memory is
+each process's maximum resident set. Every run is its own process; ours and theirs alternate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def plain_fit(variant: str, batch: int, steps: int, jit: bool) -> None:
+    """The reference: what a user writes with keras.applications and fit."""
+    import keras
+
+    from effnet_tf.data import random_batches
+    from effnet_tf.scaling import Scaling
+
+    size = Scaling.variant(variant).resolution
+    model = getattr(keras.applications, f"EfficientNet{variant.upper()}")(weights=None)
+    model.compile(optimizer=keras.optimizers.RMSprop(0.001, rho=0.9, momentum=0.9,
+                                                     epsilon=1e-3),
+                  loss="sparse_categorical_crossentropy", jit_compile=jit)
+    times = []
+
+    class Clock(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            self.start = time.perf_counter()
+
+        def on_train_batch_end(self, batch, logs=None):
+            times.append(time.perf_counter() - self.start)
+
+    model.fit(random_batches(batch, size, 1000), steps_per_epoch=steps + 1, epochs=1,
+              verbose=0, callbacks=[Clock()])
+    import resource
+
+    print("RESULT " + json.dumps({"images_per_second": batch * steps / sum(times[1:]),
+                                  "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+                                  / 1024}))
+
+
+def run(args: list[str]) -> dict:
+    """Runs this script with ``args`` in a new process; its RESULT lines and its peak RSS."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    out = subprocess.run([sys.executable, __file__, *args], cwd=REPO, env=env,
+                         capture_output=True, text=True)
+    result = {}
+    for line in out.stdout.splitlines():
+        if line.startswith("RESULT "):
+            result.update(json.loads(line[len("RESULT "):]))
+    if "images_per_second" not in result and out.returncode != 0:
+        result["error"] = (out.stderr.strip().splitlines() or ["?"])[-1][:60]
+    return result
+
+
+def run_module_measured(argv: list[str]) -> None:
+    """``python -m argv[0] argv[1:]`` in this process, then its peak RSS as a RESULT line."""
+    import resource
+    import runpy
+
+    sys.argv = argv
+    try:
+        runpy.run_module(argv[0], run_name="__main__", alter_sys=True)
+    except SystemExit as e:
+        if e.code:
+            raise
+    finally:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print("RESULT " + json.dumps({"peak_mb": peak}), flush=True)
+
+
+def ours(variant: str, batch: int, steps: int, jit: bool) -> dict:
+    with tempfile.TemporaryDirectory() as model_dir:
+        result = run(["--module", "effnet_tf.train", f"--model_dir={model_dir}",
+                      f"--variant={variant}", "--dataset=random", f"--batch_size={batch}",
+                      "--epochs=1", f"--config.steps_per_epoch={steps + 1}",
+                      "--config.eval_steps=1", "--strategy=cpu",
+                      f"--jit_compile={'true' if jit else 'false'}"])
+        summary = os.path.join(model_dir, "summary.json")
+        if os.path.exists(summary):
+            result.update(json.load(open(summary)))
+    return result
+
+
+def main():
+    if sys.argv[1:2] == ["--module"]:
+        run_module_measured(sys.argv[2:])
+        return
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--plain", nargs=4, metavar=("VARIANT", "BATCH", "STEPS", "JIT"))
+    parser.add_argument("--variants", default="b0")
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--steps", type=int, default=6)
+    parser.add_argument("--no-xla", action="store_true")
+    args = parser.parse_args()
+    if args.plain:
+        variant, batch, steps, jit = args.plain
+        plain_fit(variant, int(batch), int(steps), jit == "True")
+        return
+
+    print(f"# batch {args.batch}, {args.steps} timed steps, {os.cpu_count()} CPUs, "
+          "random in-memory data")
+    print("| variant | XLA | effnet_tf.train img/s | plain fit img/s | speed ratio "
+          "| ours peak MB | plain peak MB | memory ratio |")
+    print("|" + "---|" * 8)
+    for variant in args.variants.split(","):
+        for jit in (False,) if args.no_xla else (False, True):
+            a = ours(variant, args.batch, args.steps, jit)
+            b = run(["--plain", variant, str(args.batch), str(args.steps), str(jit)])
+            cell = lambda d, k: f"{d[k]:.1f}" if k in d else d.get("error", "-")  # noqa
+            ratio = lambda k: f"{a[k] / b[k]:.2f}" if k in a and k in b else "-"  # noqa
+            print(f"| {variant} | {'on' if jit else 'off'} | {cell(a, 'images_per_second')} | "
+                  f"{cell(b, 'images_per_second')} | {ratio('images_per_second')} | "
+                  f"{cell(a, 'peak_mb')} | {cell(b, 'peak_mb')} | {ratio('peak_mb')} |",
+                  flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,156 @@
+"""Writes the example notebooks (outputs stripped) from the cells below.
+
+    python examples/make_notebooks.py
+
+Edit here, regenerate, commit both; tests/test_notebooks.py executes the notebooks.
+"""
+
+import os
+
+import nbformat
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SMALL = ('import os\n'
+         '# The test suite sets EFFNET_TF_NOTEBOOK_SMALL=1 to run everything tiny on 2 CPU cores.\n'
+         'SMALL = os.environ.get("EFFNET_TF_NOTEBOOK_SMALL") == "1"')
+INSTALL = ('# In Colab, install the package first (TensorFlow is already there):\n'
+           '# !pip install -q "effnet_tf @ git+https://github.com/effnet-tf/effnet_tf"')
+
+QUICKSTART = [
+    new_markdown_cell(
+        "# effnet_tf quickstart\n\n"
+        "Build EfficientNets B0-B7 (and any scale *phi*), look at what scaling costs, take "
+        "multi-scale features for a detector, fine-tune on a small dataset with `model.fit`, "
+        "predict top-k labels and export to TFLite."),
+    new_code_cell(INSTALL),
+    new_code_cell(SMALL + "\nimport numpy as np\nimport keras\nimport effnet_tf\n"
+                  "print(effnet_tf.__version__, keras.__version__)"),
+    new_markdown_cell("## B0..B7 from the compound-scaling table\n\nParameters and FLOPs "
+                      "(multiply-adds) come from the architecture, without building anything:"),
+    new_code_cell("from effnet_tf.summary import format_table, summary_row\n"
+                  "from effnet_tf.scaling import PUBLISHED, Scaling\n"
+                  "print(format_table([summary_row(Scaling.variant(v)) for v in PUBLISHED]))"),
+    new_code_cell("model = effnet_tf.EfficientNet(\"b0\")\n"
+                  "model.summary(line_length=110, expand_nested=False)\n"
+                  "assert model.count_params() == effnet_tf.count_params(\"b0\")"),
+    new_markdown_cell("## Any phi, and the scaling curves\n\n`Scaling.from_phi` applies "
+                      "`1.2**phi, 1.1**phi, 1.15**phi`; the published B1..B7 were rounded by "
+                      "hand, so both are available and each model says which it is."),
+    new_code_cell("from effnet_tf import scale\n"
+                  "rows = scale.table_rows(scale.scalings(phis=[x / 2 for x in range(-2, 17)]))\n"
+                  "scale.plot_table(rows, \"scaling.png\")\n"
+                  "from IPython.display import Image\nImage(\"scaling.png\")"),
+    new_markdown_cell("## Feature maps for detection and segmentation"),
+    new_code_cell("backbone = effnet_tf.EfficientNet(\"b3\", features_only=True, "
+                  "input_shape=(None, None, 3))\n"
+                  "maps = backbone(np.zeros((1, 256, 256, 3), \"float32\"))\n"
+                  "for info, fmap in zip(effnet_tf.feature_info(\"b3\"), maps):\n"
+                  "    print(f\"stride {info['stride']:2d}  {info['layer']:20s} {fmap.shape}\")"),
+    new_markdown_cell("## Fine-tune on a small dataset with `model.fit`\n\n"
+                      "Here a generated set of coloured shapes (4 classes, real JPEGs). For "
+                      "your data use a folder `root/<class>/*.jpg`, `\"tfds:tf_flowers\"` or "
+                      "TFRecords, and start from keras.applications weights with "
+                      "`weights=\"efficientnetb0_notop.h5\"`."),
+    new_code_cell("import pipelines\nfrom pipelines.synthetic import write_image_folder\n\n"
+                  "root = write_image_folder(\"shapes\", num_classes=4)\n"
+                  "scaling = Scaling(\"tiny\", 0.25, 0.25, 64, 0.2) if SMALL "
+                  "else Scaling.variant(\"b0\")\n"
+                  "size = scaling.resolution\n"
+                  "source = pipelines.get_source(root, validation_fraction=0.2)\n"
+                  "train = pipelines.build(source, \"train\", image_size=size, batch_size=16, "
+                  "seed=0)\n"
+                  "val = pipelines.build(source, \"validation\", image_size=size, batch_size=16)\n"
+                  "model = effnet_tf.EfficientNet(scaling, classes=source.num_classes)\n"
+                  "model.compile(keras.optimizers.Adam(3e-3), "
+                  "\"sparse_categorical_crossentropy\", metrics=[\"accuracy\"])\n"
+                  "history = model.fit(train, validation_data=val, epochs=3, "
+                  "steps_per_epoch=20, verbose=2)"),
+    new_markdown_cell("## Predict the top-k labels of an image"),
+    new_code_cell("import tensorflow as tf\n"
+                  "preprocess = pipelines.make_eval_preprocess(size)  # center crop, bicubic\n"
+                  "image = preprocess(tf.io.read_file(f\"{root}/class_2/0001.jpg\"))\n"
+                  "probs = model.predict(image[None], verbose=0)[0]\n"
+                  "for k in np.argsort(-probs)[:3]:\n"
+                  "    print(f\"{source.class_names[k]}: {probs[k]:.3f}\")"),
+    new_markdown_cell("## Export to TFLite (float32 here; `float16` and `int8` too)"),
+    new_code_cell("from effnet_tf import tflite\n"
+                  "blob = tflite.convert(model)\n"
+                  "open(\"model.tflite\", \"wb\").write(blob)\n"
+                  "lite = tflite.predict(blob, image[None].numpy())[0]\n"
+                  "print(f\"{len(blob) / 1e6:.2f} MB; max difference to Keras: "
+                  "{np.abs(lite - probs).max():.2e}\")"),
+]
+
+COLAB_TPU = [
+    new_markdown_cell(
+        "# Training on a Colab TPU\n\n"
+        "Runtime > Change runtime type > TPU. The notebook connects to the TPU, trains with "
+        "the same library function as `python -m effnet_tf.train` in `mixed_bfloat16` with "
+        "many steps per execution, checkpoints to `gs://` and, after a disconnect, resumes "
+        "where it stopped when you run it again. Without a TPU it falls back to the "
+        "CPU/GPU strategy with a tiny config, so it can be executed anywhere."),
+    new_code_cell(INSTALL),
+    new_code_cell(SMALL + "\nimport tensorflow as tf\nfrom effnet_tf import runtime\n\n"
+                  "try:  # a TPU (Colab sets it up; on a TPU VM pass its name)\n"
+                  "    resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=\"\")\n"
+                  "    tf.config.experimental_connect_to_cluster(resolver)\n"
+                  "    tf.tpu.experimental.initialize_tpu_system(resolver)\n"
+                  "    ON_TPU = True\n"
+                  "except (ValueError, tf.errors.NotFoundError, RuntimeError):\n"
+                  "    ON_TPU = False\n"
+                  "print(\"TPU\" if ON_TPU else \"no TPU: CPU/GPU strategy, tiny config\")"),
+    new_markdown_cell("## The recipe\n\nOn a TPU: B0 on ImageNet from TFDS in a `gs://` "
+                      "bucket (TPUs read only from GCS), bfloat16, XLA, 100 steps per "
+                      "execution. Elsewhere: the CPU smoke recipe on generated images."),
+    new_code_cell("import os, tempfile\nfrom effnet_tf.config import get_config\n\n"
+                  "BUCKET = \"gs://your-bucket\"  # <- yours: data and checkpoints live here\n"
+                  "config = get_config()\n"
+                  "if ON_TPU and not SMALL:\n"
+                  "    config.update(dict(strategy=\"tpu\", tpu=\"\", "
+                  "mixed_precision=\"mixed_bfloat16\", jit_compile=\"true\",\n"
+                  "                       steps_per_execution=100, variant=\"b0\", "
+                  "dataset=\"tfds:imagenet2012\",\n"
+                  "                       data_dir=f\"{BUCKET}/tensorflow_datasets\", "
+                  "global_batch_size=1024, epochs=350))\n"
+                  "    model_dir = f\"{BUCKET}/runs/b0\"\n"
+                  "else:\n"
+                  "    config.update(dict(strategy=\"auto\", width_coefficient=0.25, "
+                  "depth_coefficient=0.25,\n"
+                  "                       image_size=64, dataset=\"synthetic\", "
+                  "num_classes=4, augment=\"none\",\n"
+                  "                       global_batch_size=16, epochs=2, steps_per_epoch=8, "
+                  "eval_steps=2,\n"
+                  "                       optimizer=\"adam\", optimizer_epsilon=1e-7, "
+                  "base_learning_rate=0.16,\n"
+                  "                       batch_norm_momentum=0.9, ema_decay=0.9, "
+                  "steps_per_execution=4,\n"
+                  "                       checkpoint_every_steps=8, jit_compile=\"false\"))\n"
+                  "    model_dir = tempfile.mkdtemp(prefix=\"effnet_colab_\")\n"
+                  "print(config)"),
+    new_markdown_cell("## Train\n\nThe same function the command runs. It prints the "
+                      "strategy, devices, precision and image size, writes TensorBoard logs "
+                      "and checkpoints to `model_dir`, and evaluates with the averaged "
+                      "weights after every epoch."),
+    new_code_cell("from effnet_tf.trainer import train_and_evaluate\n"
+                  "result = train_and_evaluate(config, model_dir)"),
+    new_markdown_cell("## After a disconnect: run again, it resumes\n\nColab sessions end; "
+                      "the checkpoints in `model_dir` do not. Re-running the training cell "
+                      "(here with one more epoch) picks up at the last checkpoint."),
+    new_code_cell("config.epochs += 1\nresult = train_and_evaluate(config, model_dir)\n"
+                  "print(result[\"step\"], result[\"top1\"])"),
+    new_code_cell("# TensorBoard (in Colab):\n# %load_ext tensorboard\n"
+                  "# %tensorboard --logdir {model_dir}/logs"),
+]
+
+
+def write(name, cells):
+    notebook = new_notebook(cells=cells, metadata={
+        "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+        "accelerator": "TPU" if "tpu" in name else "None"})
+    nbformat.write(notebook, os.path.join(HERE, name))
+
+
+if __name__ == "__main__":
+    write("quickstart.ipynb", QUICKSTART)
+    write("colab_tpu.ipynb", COLAB_TPU)
