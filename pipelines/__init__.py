@@ -54,6 +54,7 @@ in ``preprocess``, ``augment`` and ``mix`` (each usable in ``Dataset.map`` and e
 
 from pipelines.augment import autoaugment, randaugment
 from pipelines.builder import build, num_classes, num_examples
+from pipelines.make_tfrecords import write_tfrecords
 from pipelines.mix import cutmix, mix_batch, mixup
 from pipelines.preprocess import (
     CROP_PADDING,
@@ -88,4 +89,5 @@ __all__ = [
     "randaugment",
     "random_crop_window",
     "skipped_images",
+    "write_tfrecords",
 ]

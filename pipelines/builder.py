@@ -52,9 +52,20 @@ def make_augment(augment, *, randaugment_layers=2, randaugment_magnitude=10.0):
 
 
 def _cast_images(images, dtype: str):
+    if dtype == "float32":
+        return images
     if dtype == "uint8":
         return preprocess.to_uint8(images)
     return tf.cast(images, dtype)
+
+
+def _make_preprocess(training, image_size, dtype, *, augment, crop_fraction):
+    """``fn(record) -> (image, label)`` for ``map_skipping_errors``."""
+    if training:
+        train_fn = preprocess.make_train_preprocess(image_size, augment=augment)
+        return lambda r: (_cast_images(train_fn(r["image"], r["seed"]), dtype), r["label"])
+    eval_fn = preprocess.make_eval_preprocess(image_size, crop_fraction=crop_fraction)
+    return lambda r: (_cast_images(eval_fn(r["image"]), dtype), r["label"])
 
 
 def _check_options(batch_size, dtype, mixing, training, augment, one_hot, num_classes, source):
@@ -130,22 +141,14 @@ def build(
         records = tf.data.Dataset.zip((records, seeds)).map(
             lambda record, s: dict(record, seed=s)
         )
-        train_fn = preprocess.make_train_preprocess(
-            image_size,
-            augment=make_augment(
-                augment,
-                randaugment_layers=randaugment_layers,
-                randaugment_magnitude=randaugment_magnitude,
-            ),
-        )
-        preprocess_fn = lambda r: (train_fn(r["image"], r["seed"]), r["label"])  # noqa: E731
-    else:
-        eval_fn = preprocess.make_eval_preprocess(image_size, crop_fraction=crop_fraction)
-        preprocess_fn = lambda r: (eval_fn(r["image"]), r["label"])  # noqa: E731
-
+    # Mixing needs float images; otherwise cast each image before batching (fewer bytes).
+    output_dtype = "float32" if mixing else dtype
     images = map_skipping_errors(
-        records, preprocess_fn, counter=counter, name=f"{source.name}[{split}]",
-        deterministic=deterministic,
+        records,
+        _make_preprocess(training, image_size, output_dtype, augment=make_augment(
+            augment, randaugment_layers=randaugment_layers,
+            randaugment_magnitude=randaugment_magnitude), crop_fraction=crop_fraction),
+        counter=counter, name=f"{source.name}[{split}]", deterministic=deterministic,
     )
     batches = images.batch(
         batch_size, drop_remainder=drop_remainder, num_parallel_calls=AUTOTUNE,
@@ -153,20 +156,20 @@ def build(
     )
 
     def finish(images, labels, batch_seed=None):
-        if one_hot or mixing:
-            labels = tf.one_hot(labels, num_classes, dtype=tf.float32)
+        labels = tf.one_hot(labels, num_classes, dtype=tf.float32)
         if mixing:
             images, labels = mix_lib.mix_batch(
                 images, labels, batch_seed, mixup_alpha=mixup_alpha, cutmix_alpha=cutmix_alpha
             )
-        return _cast_images(images, dtype), labels
+            images = _cast_images(images, dtype)
+        return images, labels
 
     if mixing:
         batch_seeds = _random_seeds(derive_seed(seed, "mix", pipeline_id))
         batches = tf.data.Dataset.zip((batches, batch_seeds)).map(
             lambda batch, s: finish(*batch, s), num_parallel_calls=AUTOTUNE
         )
-    elif one_hot or dtype != "float32":
+    elif one_hot:
         batches = batches.map(finish, num_parallel_calls=AUTOTUNE)
 
     options = tf.data.Options()
