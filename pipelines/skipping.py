@@ -7,7 +7,7 @@ go through the preprocessing in small groups, each group its own little dataset 
 still surface. At the end of a group the images that did not come out are counted in a
 ``SkipCounter`` and named in a warning on stderr. If not one image out of the first
 ``MIN_IMAGES_BEFORE_GIVING_UP`` decodes, the source is wrong (format, not a few bad files),
-and the pipeline fails saying so.
+and the pipeline fails saying so (counted per pipeline).
 """
 
 from __future__ import annotations
@@ -89,15 +89,21 @@ def _zeros_like(spec):
     return tf.nest.map_structure(lambda s: tf.zeros(s.shape, s.dtype), spec)
 
 
-def _account(origins, decoded_mask, counter, name):
-    """Counts and names the images of a finished group that did not decode."""
+def _account(origins, decoded_mask, pipeline: SkipCounter, shared: SkipCounter, name):
+    """Counts and names the images of a finished group that did not decode.
+
+    ``pipeline`` counts this pipeline alone (its totals go in the warning and decide when to
+    give up); ``shared`` is the caller's counter (or the process-wide one), added to as well.
+    """
     size = tf.size(origins, out_type=tf.int64)
-    seen = counter.seen_variable.assign_add(size)
+    seen = pipeline.seen_variable.assign_add(size)
+    shared_seen = shared.seen_variable.assign_add(size)
     missing = tf.boolean_mask(origins, tf.logical_not(decoded_mask))
     num_missing = tf.size(missing, out_type=tf.int64)
 
     def report():
-        skipped = counter.skipped_variable.assign_add(num_missing)
+        skipped = pipeline.skipped_variable.assign_add(num_missing)
+        shared_skipped = shared.skipped_variable.assign_add(num_missing)
         printed = tf.print(
             f"WARNING pipelines: {name}: skipped", num_missing,
             "image(s) that could not be decoded:", missing, "-", skipped, "skipped of", seen,
@@ -109,18 +115,21 @@ def _account(origins, decoded_mask, counter, name):
             [f"{name}: none of the first images could be decoded; is this an image dataset "
              "(JPEG, PNG, GIF, BMP or WebP)? Last failures:", missing],
         )
-        with tf.control_dependencies([printed, assertion]):
+        with tf.control_dependencies([printed, assertion, shared_skipped]):
             return tf.identity(skipped)
 
-    return tf.cond(num_missing > 0, report, lambda: tf.identity(counter.skipped_variable))
+    with tf.control_dependencies([shared_seen]):
+        return tf.cond(num_missing > 0, report, lambda: tf.constant(0, tf.int64))
 
 
 def map_skipping_errors(records, fn, *, counter: SkipCounter, name: str, deterministic=None):
     """``records.map(fn)`` in parallel, dropping the records where ``fn`` fails (module doc).
 
     ``records`` are dicts with an ``"origin"`` string; ``fn(record)`` must return tensors
-    of fully known shapes. With ``deterministic`` the output keeps the input order.
+    of fully known shapes. Skips are added to ``counter``; with ``deterministic`` the output
+    keeps the input order.
     """
+    pipeline = SkipCounter()
 
     def process_group(group):
         size = tf.shape(group["origin"])[0]
@@ -138,7 +147,7 @@ def map_skipping_errors(records, fn, *, counter: SkipCounter, name: str, determi
             decoded_mask = decoded_mask | tf.equal(indices, i)
             accounted = tf.cond(
                 is_end,
-                lambda: _account(group["origin"], decoded_mask, counter, name),
+                lambda: _account(group["origin"], decoded_mask, pipeline, counter, name),
                 lambda: tf.constant(0, tf.int64),
             )
             with tf.control_dependencies([accounted]):

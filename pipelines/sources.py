@@ -131,7 +131,7 @@ class Source:
         return f"{type(self).__name__}({self.name!r}, num_classes={self.num_classes})"
 
 
-# ---- TFRecord shards --------------------------------------------------------------------------
+# ---- TFRecord shards ---------------------------------------------------------------------
 
 
 class TFRecordSource(Source):
@@ -248,7 +248,8 @@ class TFRecordSource(Source):
                 num_parallel_calls=AUTOTUNE,
                 deterministic=deterministic,
             )
-            return records.map(self._parse, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
+            return records.map(
+                self._parse, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
 
         file_ds = tf.data.Dataset.from_tensor_slices(files)
         return shard_and_read(
@@ -257,7 +258,7 @@ class TFRecordSource(Source):
         )
 
 
-# ---- image folders ------------------------------------------------------------------------------
+# ---- image folders -----------------------------------------------------------------------
 
 
 def list_images(folder: str) -> list[str]:
@@ -404,7 +405,7 @@ class FolderSource(Source):
         )
 
 
-# ---- TFDS -------------------------------------------------------------------------------------
+# ---- TFDS --------------------------------------------------------------------------------
 
 
 class TFDSSource(Source):
@@ -508,7 +509,7 @@ class TFDSSource(Source):
         return ds
 
 
-# ---- strings to sources ---------------------------------------------------------------------------
+# ---- strings to sources ------------------------------------------------------------------
 
 
 _SHARD_NAME = re.compile(r"(-\d{5}-of-\d{5}$)|(\.tfrecords?(-\d+)?$)|(\.tfrec$)")

@@ -33,7 +33,8 @@ def test_invert_solarize_posterize_semantics():
     x = tf.constant(np.arange(256, dtype=np.uint8).reshape(16, 16, 1).repeat(3, -1))
     values = x.numpy().astype(int)
     np.testing.assert_array_equal(aug.invert(x), 255 - values)
-    np.testing.assert_array_equal(aug.solarize(x, 128), np.where(values < 128, values, 255 - values))
+    np.testing.assert_array_equal(aug.solarize(x, 128),
+                                  np.where(values < 128, values, 255 - values))
     np.testing.assert_array_equal(aug.solarize(x, 256), values)  # level 10: unchanged
     np.testing.assert_array_equal(aug.posterize(x, 4), values & 0xF0)
     np.testing.assert_array_equal(aug.solarize_add(x, 110),

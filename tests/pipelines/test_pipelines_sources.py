@@ -9,7 +9,6 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 import pipelines
-from pipelines import sources
 
 
 def read_all(records):
