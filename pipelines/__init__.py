@@ -42,14 +42,25 @@ The one entry point::
   ``tf.train.Checkpoint(data=iterator)``.
 * ``cache``: ``True`` (memory) or a file path: caches the encoded records of this pipeline.
 * Corrupt or truncated images are skipped, named in a warning on stderr and counted in
-  ``skip_counter`` (a ``SkipCounter``; default: the process-wide one read by
-  ``skipped_images()``). Labels outside ``[0, num_classes)``, missing paths and empty
-  sources raise errors naming the file or dataset.
+  ``skip_counter`` (a ``SkipCounter``: ``.count``, ``.seen``, ``.report()`` logs through
+  absl; default: the process-wide one read by ``skipped_images()``). A pipeline that cannot
+  decode any of its first 64 images fails. Labels outside ``[0, num_classes)``, missing
+  paths and empty sources raise errors naming the file or dataset.
 
-Also: ``get_source(spec, **options)`` (``.num_classes``, ``.class_names``,
-``.num_examples(split)``), ``num_examples(source, split)``, ``num_classes(source)``, the ops
-in ``preprocess``, ``augment`` and ``mix`` (each usable in ``Dataset.map`` and eagerly), and
-``python -m pipelines.make_tfrecords`` to write an image folder as ImageNet-format shards.
+Also:
+* ``get_source(spec, **options) -> Source`` with ``.num_classes``, ``.class_names``,
+  ``.num_examples(split)`` (None when unknown without reading) and ``.records(split, ...)``;
+  ``num_examples(source, split)`` and ``num_classes(source)`` as shortcuts.
+* Preprocessing ops, each the same eagerly and in ``Dataset.map``: ``center_crop_window``,
+  ``random_crop_window``, ``make_train_preprocess(image_size, augment=None)`` ->
+  ``fn(image_bytes, seed)``, ``make_eval_preprocess(image_size, crop_fraction=None)`` ->
+  ``fn(image_bytes)`` (float32 [size, size, 3] in [0, 255]); ``randaugment(2, 10)``,
+  ``autoaugment("v0")`` -> ``fn(uint8 image, seed)``; ``mixup``, ``cutmix``, ``mix_batch``.
+* ``write_tfrecords(input_dir, output_dir, num_shards=16, ...)`` and
+  ``python -m pipelines.make_tfrecords --input_dir ... --output_dir ... --num_shards ...``:
+  an image folder as ImageNet-format shards (``image/encoded``, 1-based
+  ``image/class/label``, ``image/class/text``) plus ``metadata.json``, which ``get_source``
+  reads back (class names, counts).
 """
 
 from pipelines.augment import autoaugment, randaugment
