@@ -97,6 +97,16 @@ def ours(variant: str, batch: int, steps: int, jit: bool) -> dict:
     return result
 
 
+def _median(runs: list[dict]) -> dict:
+    import statistics
+
+    good = [r for r in runs if "images_per_second" in r]
+    if not good:
+        return runs[0]
+    return {k: statistics.median(r[k] for r in good)
+            for k in ("images_per_second", "peak_mb")}
+
+
 def main():
     if sys.argv[1:2] == ["--module"]:
         run_module_measured(sys.argv[2:])
@@ -107,6 +117,8 @@ def main():
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--no-xla", action="store_true")
+    parser.add_argument("--repeats", type=int, default=2,
+                        help="alternating runs of each; the table shows medians")
     args = parser.parse_args()
     if args.plain:
         variant, batch, steps, jit = args.plain
@@ -120,8 +132,12 @@ def main():
     print("|" + "---|" * 8)
     for variant in args.variants.split(","):
         for jit in (False,) if args.no_xla else (False, True):
-            a = ours(variant, args.batch, args.steps, jit)
-            b = run(["--plain", variant, str(args.batch), str(args.steps), str(jit)])
+            runs_a, runs_b = [], []
+            for _ in range(args.repeats):
+                runs_a.append(ours(variant, args.batch, args.steps, jit))
+                runs_b.append(run(["--plain", variant, str(args.batch), str(args.steps),
+                                   str(jit)]))
+            a, b = _median(runs_a), _median(runs_b)
             cell = lambda d, k: f"{d[k]:.1f}" if k in d else d.get("error", "-")  # noqa
             ratio = lambda k: f"{a[k] / b[k]:.2f}" if k in a and k in b else "-"  # noqa
             print(f"| {variant} | {'on' if jit else 'off'} | {cell(a, 'images_per_second')} | "

@@ -165,3 +165,21 @@ def test_bad_arguments_are_named(kwargs, message):
     kwargs.setdefault("variant", "b0")
     with pytest.raises(ValueError, match=message):
         effnet_tf.EfficientNet(kwargs.pop("variant"), **kwargs)
+
+
+def test_flops_of_a_built_model_at_any_size(tiny):
+    model = effnet_tf.EfficientNet("b0", include_top=False, input_shape=(None, None, 3))
+    expected = effnet_tf.costs(Scaling.variant("b0"), image_size=160, include_top=False).flops
+    assert effnet_tf.flops(model, image_size=160) == expected
+    with pytest.raises(ValueError, match="pass image_size to count FLOPs"):
+        effnet_tf.flops(model)
+
+
+def test_summary_command_prints_the_table():
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-m", "effnet_tf.summary", "--variants=b0,b7",
+                          "--phi=2.5"], capture_output=True, text=True, check=True).stdout
+    assert "| b0 | table | - | 1 | 1 | 224 | 16 | 5.33M | 0.386B |" in out
+    assert "| b7 | table | - | 2 | 3.1 | 600 | 55 | 66.66M | 37.746B |" in out
+    assert "| phi2.5 | formula | 2.5 | 1.2691 | 1.5774 | 320 | 29 |" in out

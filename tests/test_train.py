@@ -181,3 +181,13 @@ def test_trains_on_a_tfds_dataset(tmp_path):
     assert result["step"] == 8 and min(losses[1:]) < 0.95 * losses[0], losses
     saved = json.load(open(tmp_path / "config.json"))
     assert saved["identity"]["num_classes"] == 5  # from the TFDS metadata
+
+
+@pytest.mark.parametrize("precision", ["mixed_float16", "mixed_bfloat16"])
+def test_mixed_precision_training(tmp_path, precision):
+    try:
+        result = train_and_evaluate(tiny_config(mixed_precision=precision, epochs=1,
+                                                steps_per_epoch=3), str(tmp_path))
+    finally:
+        keras.mixed_precision.set_dtype_policy("float32")
+    assert result["step"] == 3 and np.isfinite(result["train_loss"]) and result["top1"] >= 0
