@@ -72,8 +72,10 @@ class Candidate:
     latency_ms: float | None = None
 
     def fits(self, budget: Budget) -> bool:
+        """Within every limit; a latency never measured (costs over budget) does not fit."""
         return budget.costs_fit(self.costs) and (
-            budget.max_latency_ms is None or self.latency_ms <= budget.max_latency_ms)
+            budget.max_latency_ms is None
+            or (self.latency_ms is not None and self.latency_ms <= budget.max_latency_ms))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -140,16 +142,14 @@ class _Evaluator:
         self.trace: list[Candidate] = []
 
     def __call__(self, scaling: Scaling, measure: bool = True) -> Candidate:
+        """``measure=False`` reports a latency only if it was already measured."""
         c = costs(scaling, classes=self.classes)
-        latency = None
+        key = architecture_key(scaling) if self.budget.max_latency_ms is not None else None
         # Only measure what the cheap limits let through: over-budget costs need no timing.
-        if self.budget.max_latency_ms is not None and measure and self.budget.costs_fit(c):
-            key = architecture_key(scaling)
-            if key not in self.cache:
-                self.cache[key] = float(self.latency_fn(scaling))
-                self.trace.append(Candidate(scaling, c, self.cache[key]))
-            latency = self.cache[key]
-        return Candidate(scaling, c, latency)
+        if key is not None and key not in self.cache and measure and self.budget.costs_fit(c):
+            self.cache[key] = float(self.latency_fn(scaling))
+            self.trace.append(Candidate(scaling, c, self.cache[key]))
+        return Candidate(scaling, c, self.cache.get(key))
 
     def fits(self, scaling: Scaling) -> bool:
         return self(scaling).fits(self.budget)

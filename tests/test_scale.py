@@ -148,3 +148,17 @@ def test_dataset_fn_reads_a_pipelines_image_folder(tmp_path):
     assert val[0][0].shape[1:] == (40, 40, 3)
     red = val[0][0].numpy()[np.asarray(val[0][1]) == 1]  # classes sorted: blue 0, red 1
     assert red.size == 0 or red[..., 0].mean() > 150
+
+
+def test_fit_rows_with_a_latency_budget():
+    from effnet_tf import budget
+
+    result = budget.fit(budget.Budget(max_latency_ms=100),
+                        latency_fn=lambda s: costs(s).flops / 1e7)
+    rows = scale.fit_rows(result)
+    assert [r["role"] for r in rows] == ["answer", "phi + 0.01", "largest variant",
+                                         "next variant"]
+    assert [r["fits"] for r in rows] == ["yes", "no", "yes", "no"]
+    assert [r["name"] for r in rows[2:]] == ["b2", "b3"]
+    # Every row was timed (the bisections measured them): no blanks in the table.
+    assert all(r["latency_ms"] == pytest.approx(r["flops"] / 1e7, abs=1e-3) for r in rows)
