@@ -79,15 +79,7 @@ def mbconv(inputs, block: Block, drop_rate: float):
     name = block.name
     x = inputs
     if block.expand_ratio != 1:
-        x = layers.Conv2D(
-            block.expanded_filters,
-            1,
-            padding="same",
-            use_bias=False,
-            kernel_initializer=CONV_INIT,
-            name=f"{name}expand_conv",
-        )(x)
-        x = batch_norm_activation(x, f"{name}expand_bn", f"{name}expand_activation")
+        x = conv_bn(x, block.expanded_filters, 1, 1, name=f"{name}expand_")
     x = layers.DepthwiseConv2D(
         block.kernel_size,
         strides=block.strides,
@@ -98,15 +90,7 @@ def mbconv(inputs, block: Block, drop_rate: float):
     )(x)
     x = batch_norm_activation(x, f"{name}bn", f"{name}activation")
     x = squeeze_excite(x, block)
-    x = layers.Conv2D(
-        block.filters_out,
-        1,
-        padding="same",
-        use_bias=False,
-        kernel_initializer=CONV_INIT,
-        name=f"{name}project_conv",
-    )(x)
-    x = batch_norm_activation(x, f"{name}project_bn", None)
+    x = conv_bn(x, block.filters_out, 1, 1, name=f"{name}project_", activation=None)
     if block.has_residual:
         if drop_rate > 0:
             x = layers.Dropout(drop_rate, noise_shape=(None, 1, 1, 1), name=f"{name}drop")(x)
