@@ -2,12 +2,13 @@
 
 The stages, in order (records are small encoded images until the decode):
   records (sharded, file order shuffled) -> label check -> [cache] -> shuffle -> [repeat]
-  -> per-image seeds -> decode + crop + resize (+ augment), skipping undecodable images
-  -> batch -> [one-hot, mixup/cutmix] -> output dtype -> prefetch.
+  -> per-image seeds -> decode + crop + resize (+ augment) -> output dtype, skipping
+  undecodable images -> batch -> [one-hot; mixup/cutmix, then the output dtype] -> prefetch.
 """
 
 from __future__ import annotations
 
+import numbers
 import zlib
 
 import tensorflow as tf
@@ -69,7 +70,9 @@ def _make_preprocess(training, image_size, dtype, *, augment, crop_fraction):
 
 
 def _check_options(batch_size, dtype, mixing, training, augment, one_hot, num_classes, source):
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or (
+        batch_size < 1
+    ):
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     if str(dtype) not in OUTPUT_DTYPES:
         raise ValueError(f"dtype must be one of {OUTPUT_DTYPES}, got {dtype!r}")
@@ -151,7 +154,7 @@ def build(
         counter=counter, name=f"{source.name}[{split}]", deterministic=deterministic,
     )
     batches = images.batch(
-        batch_size, drop_remainder=drop_remainder, num_parallel_calls=AUTOTUNE,
+        int(batch_size), drop_remainder=drop_remainder, num_parallel_calls=AUTOTUNE,
         deterministic=deterministic,
     )
 
