@@ -64,9 +64,25 @@ def _make_preprocess(training, image_size, dtype, *, augment, crop_fraction):
     """``fn(record) -> (image, label)`` for ``map_skipping_errors``."""
     if training:
         train_fn = preprocess.make_train_preprocess(image_size, augment=augment)
-        return lambda r: (_cast_images(train_fn(r["image"], r["seed"]), dtype), r["label"])
+
+        @tf.autograph.experimental.do_not_convert
+        def preprocess_train(record):
+            image = train_fn(record["image"], record["seed"])
+            return _cast_images(image, dtype), record["label"]
+
+        return preprocess_train
     eval_fn = preprocess.make_eval_preprocess(image_size, crop_fraction=crop_fraction)
-    return lambda r: (_cast_images(eval_fn(r["image"]), dtype), r["label"])
+
+    @tf.autograph.experimental.do_not_convert
+    def preprocess_eval(record):
+        return _cast_images(eval_fn(record["image"]), dtype), record["label"]
+
+    return preprocess_eval
+
+
+@tf.autograph.experimental.do_not_convert
+def _with_seed(record, seed):
+    return dict(record, seed=seed)
 
 
 def _check_options(batch_size, dtype, mixing, training, augment, one_hot, num_classes, source):
@@ -141,9 +157,7 @@ def build(
 
     if training:
         seeds = _random_seeds(derive_seed(seed, "images", pipeline_id))
-        records = tf.data.Dataset.zip((records, seeds)).map(
-            lambda record, s: dict(record, seed=s)
-        )
+        records = tf.data.Dataset.zip((records, seeds)).map(_with_seed)
     # Mixing needs float images; otherwise cast each image before batching (fewer bytes).
     output_dtype = "float32" if mixing else dtype
     images = map_skipping_errors(
@@ -158,6 +172,7 @@ def build(
         deterministic=deterministic,
     )
 
+    @tf.autograph.experimental.do_not_convert
     def finish(images, labels, batch_seed=None):
         labels = tf.one_hot(labels, num_classes, dtype=tf.float32)
         if mixing:
@@ -170,7 +185,7 @@ def build(
     if mixing:
         batch_seeds = _random_seeds(derive_seed(seed, "mix", pipeline_id))
         batches = tf.data.Dataset.zip((batches, batch_seeds)).map(
-            lambda batch, s: finish(*batch, s), num_parallel_calls=AUTOTUNE
+            lambda batch, batch_seed: finish(*batch, batch_seed), num_parallel_calls=AUTOTUNE
         )
     elif one_hot:
         batches = batches.map(finish, num_parallel_calls=AUTOTUNE)
