@@ -104,6 +104,14 @@ class Fit:
     def scaling(self) -> Scaling:
         return self.best.scaling
 
+    def latency_looks_noisy(self, slack: float = 1.25) -> bool:
+        """True when latency grows across the boundary far more than FLOPs do (``phi + step``
+        is nearly the same network): the measurements were disturbed, the answer is unsure."""
+        if self.best.latency_ms is None or self.above.latency_ms is None:
+            return False
+        flops = self.above.costs.flops / self.best.costs.flops
+        return self.above.latency_ms / self.best.latency_ms > slack * flops
+
     def train_command(self, use_variant: bool = False) -> str:
         """A ready ``effnet_tf.train`` command line for the formula answer or the variant
         (add ``--dataset=...``; the default is ImageNet)."""

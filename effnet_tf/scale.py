@@ -56,6 +56,8 @@ def define_flags():
     flags.DEFINE_bool("train", True, "table --measure: also training images/s.")
     flags.DEFINE_integer("threads", None, "TFLite interpreter threads (default: all cores).")
     flags.DEFINE_float("min_seconds", 1.0, "Time each latency for at least this long.")
+    flags.DEFINE_enum("statistic", "median", ["median", "min"], "Latency of the timed runs: "
+                      "median (typical) or min (steadiest on a machine busy with other jobs).")
     flags.DEFINE_string("plot", None, "table: write params/FLOPs/latency vs phi to this PNG.")
     flags.DEFINE_string("output", None, "table/fit: also write the table to this file; "
                         "search/tune: prefix of the .csv/.json/.png results.")
@@ -195,13 +197,17 @@ def _timing() -> dict:
     return {"min_seconds": FLAGS.min_seconds}
 
 
+def _statistic() -> dict:
+    return {"statistic": FLAGS.statistic}
+
+
 def run_table() -> str:
     rows = table_rows(
         scalings(FLAGS.variants, phi_values(FLAGS.phi, FLAGS.phi_range), FLAGS.alpha,
                  FLAGS.beta, FLAGS.gamma),
         measure=FLAGS.measure, runtimes=FLAGS.runtime, batch_size=FLAGS.batch_size,
         train=FLAGS.train, quantization=FLAGS.quantization, num_threads=FLAGS.threads,
-        **_timing())
+        **_statistic(), **_timing())
     if not rows:
         raise ValueError("nothing to list: give --variants, --phi or --phi_range")
     text = format_table(rows, FLAGS.format)
@@ -242,11 +248,11 @@ def run_fit() -> str:
         if FLAGS.latency_of:
             max_latency = latency.model_file_latency(
                 FLAGS.latency_of, batch_size=FLAGS.latency_batch_size,
-                num_threads=FLAGS.threads, **_timing()).median_ms
+                num_threads=FLAGS.threads, **_timing()).ms(FLAGS.statistic)
         latency_fn = latency.LatencyProbe(
             runtime=FLAGS.runtime[0], batch_size=FLAGS.latency_batch_size,
             quantization=FLAGS.quantization, classes=FLAGS.classes, num_threads=FLAGS.threads,
-            **_timing())
+            **_statistic(), **_timing())
     budget = budget_lib.Budget(FLAGS.max_flops, FLAGS.max_params, max_latency)
     result = budget_lib.fit(budget, alpha=FLAGS.alpha, beta=FLAGS.beta, gamma=FLAGS.gamma,
                             classes=FLAGS.classes, latency_fn=latency_fn)
@@ -272,6 +278,11 @@ def run_fit() -> str:
                  f"largest published variant: "
                  f"{result.variant.scaling.name if result.variant else 'none (B0 is over)'}",
                  "", *lines, "", "Train it:", *(f"  {c}" for c in commands)]
+        if result.latency_looks_noisy():
+            lines.insert(2, f"Warning: {result.above.latency_ms / result.best.latency_ms:.2f}x "
+                         f"the latency for {result.above.costs.flops / result.best.costs.flops:.3f}"
+                         "x the FLOPs across the boundary: the timings were disturbed (a busy "
+                         "machine?). Re-run with a longer --min_seconds or --statistic=min.")
     return "\n".join(lines)
 
 
@@ -413,7 +424,7 @@ def run_latency(paths) -> str:
             t = latency.model_file_latency(path, batch_size=batch, num_threads=FLAGS.threads,
                                            **_timing())
             rows.append({"model": path, "batch": batch, "median_ms": round(t.median_ms, 3),
-                         "p90_ms": round(t.p90_ms, 3), "images_s": round(t.images_per_second, 1),
+                         "min_ms": round(t.min_ms, 3), "p90_ms": round(t.p90_ms, 3), "images_s": round(t.images_per_second, 1),
                          "runs": t.runs})
     return format_table(rows, FLAGS.format)
 

@@ -130,3 +130,16 @@ def test_budget_errors():
         fit(Budget(max_latency_ms=10))
     with pytest.raises(ValueError, match="beta must be >= 1"):
         fit(Budget(max_flops=1e9), beta=0.9)
+
+
+def test_a_latency_jump_across_the_boundary_is_flagged():
+    measured = {}
+
+    def bursty(scaling):  # the model just over the boundary was timed during a burst
+        ms = costs(scaling).flops / 1e7
+        measured[scaling.name] = ms * (2 if ms > 100 else 1)
+        return measured[scaling.name]
+
+    assert fit(Budget(max_latency_ms=100), latency_fn=bursty).latency_looks_noisy()
+    assert not fit(Budget(max_latency_ms=100),
+                   latency_fn=lambda s: costs(s).flops / 1e7).latency_looks_noisy()

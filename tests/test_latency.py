@@ -56,3 +56,12 @@ def test_model_file_latency(tmp_path):
         assert timing.batch_size == 2 and timing.runs == 2 and timing.median_ms > 0
     with pytest.raises(ValueError, match="must end in .tflite or .keras"):
         latency.model_file_latency(tmp_path / "m.onnx")
+
+
+def test_min_statistic_names_its_columns():
+    row = latency.measure(TINY, runtimes=("keras",), statistic="min", **FAST)
+    assert list(row) == ["keras_min_ms_bs1"] and row["keras_min_ms_bs1"] > 0
+    timing = latency.Timing(median_ms=5.0, min_ms=4.0, p90_ms=9.0, runs=3, batch_size=1)
+    assert (timing.ms("median"), timing.ms("min")) == (5.0, 4.0)
+    with pytest.raises(ValueError, match="statistic must be one of"):
+        timing.ms("mean")
