@@ -13,7 +13,11 @@
 
 Measured numbers (``--measure``, latency budgets, ``latency``) are for THIS machine: run the
 command on the target (a phone-class board with TensorFlow, or ``latency`` with only the
-TFLite runtime). ``--format`` (shared with ``effnet_tf.summary``) picks markdown, csv or json.
+TFLite runtime: ``ai_edge_litert`` or ``tflite_runtime``). They are medians of timed runs;
+on a machine busy with other jobs ``--statistic=min`` is steadier. ``--format`` picks
+markdown, csv or json (as ``effnet_tf.summary``). Search and tune data: any
+``pipelines.build`` source (``--validation_fraction`` for an image folder without a
+validation folder), or ``--data=synthetic`` for a dry run.
 """
 
 from __future__ import annotations
