@@ -6,8 +6,6 @@ import pytest  # noqa: E402
 
 from effnet_tf.scaling import Scaling  # noqa: E402
 
-PUBLISHED = ["b0", "b1", "b2", "b3", "b4", "b5", "b6", "b7"]
-
 
 @pytest.fixture
 def tiny():

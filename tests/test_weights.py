@@ -4,7 +4,7 @@ import h5py
 import keras
 import numpy as np
 import pytest
-from conftest import PUBLISHED
+from effnet_tf.scaling import PUBLISHED
 
 import effnet_tf
 from effnet_tf import weights
