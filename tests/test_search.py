@@ -140,8 +140,9 @@ def test_bayesian_search_stays_on_the_constraint(tmp_path):
 
 def test_search_trains_real_candidates(tmp_path):
     """One real trial: the tiny proxy learns the colour classes (chance is 1/3)."""
-    result = search.search(DATA, classes=3, baseline=BASELINE, project_dir=str(tmp_path),
-                           max_trials=1, epochs=2)
+    data = functools.partial(search.synthetic_dataset, classes=3, examples=192, batch_size=32)
+    result = search.search(data, classes=3, baseline=BASELINE, project_dir=str(tmp_path),
+                           max_trials=1, epochs=3)
     (row,) = result.rows
     assert (row["alpha"], row["beta"], row["gamma"]) == (1.2, 1.1, 1.15)
     assert row["resolution"] == 37 and row["val_accuracy"] > 0.5
