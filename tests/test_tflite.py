@@ -66,7 +66,7 @@ def test_int8_agrees_with_the_float_model(trained, float32, integer_io, tmp_path
     got = tflite.predict(str(path), images)
     assert got.shape == expected.shape == (64, 4)
     agreement = np.mean(got.argmax(1) == expected.argmax(1))
-    assert agreement >= 0.9, agreement
+    assert agreement >= 0.875, agreement  # 56 of 64 (about 0.95 measured)
     assert np.abs(got - expected).mean() < 0.05
 
 
