@@ -139,7 +139,7 @@ def measure(
         from effnet_tf import tflite
 
         flatbuffer = tflite.convert(model, quantization=quantization,
-                                    representative_data=_calibration(model))
+                                    representative_data=random_calibration(model))
         for batch in batch_sizes:
             row[f"tflite_{quantization}_{ms}_bs{batch}"] = tflite.latency(
                 flatbuffer, batch_size=batch, num_threads=num_threads, **timing).ms(statistic)
@@ -155,7 +155,7 @@ def build(scaling: Scaling, classes: int = IMAGENET_CLASSES):
     return EfficientNet(scaling, classes=classes)
 
 
-def _calibration(model, images: int = 8):
+def random_calibration(model, images: int = 8):
     """Random pixels to calibrate int8 for timing only (accuracy needs real images)."""
     return [random_images(images, model.input_shape[1:])]
 

@@ -9,7 +9,8 @@
     python -m effnet_tf.scale search --data=tfds:imagenette/160px --baseline=0.5,0.5,96 \\
         --steps_per_epoch=100 --project_dir=runs/search                # step 1 of the paper
     python -m effnet_tf.scale tune --data=/data/flowers --variant=b0 --project_dir=runs/tune
-    python -m effnet_tf.scale latency model.tflite model.keras         # time saved models
+    python -m effnet_tf.scale table --phi_range=-2,2,0.5 --export_tflite=kit --quantization=int8
+    python -m effnet_tf.scale latency kit/*.tflite                      # on the board
 
 Measured numbers (``--measure``, latency budgets, ``latency``) are for THIS machine: run the
 command on the target (a phone-class board with TensorFlow, or ``latency`` with only the
@@ -63,6 +64,9 @@ def define_flags():
     flags.DEFINE_enum("statistic", "median", ["median", "min"], "Latency of the timed runs: "
                       "median (typical) or min (steadiest on a machine busy with other jobs).")
     flags.DEFINE_string("plot", None, "table: write params/FLOPs/latency vs phi to this PNG.")
+    flags.DEFINE_string("export_tflite", None, "table: write each row's model (random "
+                        "weights, --quantization) to this folder, to time on a device "
+                        "(scale latency, or TFLite's benchmark_model on a phone).")
     flags.DEFINE_string("output", None, "table/fit: also write the table to this file; "
                         "search/tune: prefix of the .csv/.json/.png results.")
     # fit
@@ -197,6 +201,27 @@ def plot_table(rows: list[dict], path: str, *, alpha=ALPHA, beta=BETA, gamma=GAM
     fig.savefig(path, dpi=100)
 
 
+def export_tflite(items, directory: str, *, quantization: str = "float32",
+                  classes: int = 1000) -> list[str]:
+    """Each scaling as ``{directory}/{name}_{quantization}.tflite`` with random weights: same
+    speed as trained ones (int8 is calibrated on random pixels: timing only)."""
+    import keras
+
+    from effnet_tf import latency, tflite
+
+    os.makedirs(directory, exist_ok=True)
+    paths = []
+    for scaling in items:
+        keras.utils.clear_session(free_memory=True)
+        model = latency.build(scaling, classes)
+        path = os.path.join(directory, f"{scaling.name}_{quantization}.tflite")
+        with open(path, "wb") as f:
+            f.write(tflite.convert(model, quantization=quantization,
+                                   representative_data=latency.random_calibration(model)))
+        paths.append(path)
+    return paths
+
+
 def _timing() -> dict:
     return {"min_seconds": FLAGS.min_seconds}
 
@@ -206,14 +231,19 @@ def _statistic() -> dict:
 
 
 def run_table() -> str:
+    items = scalings(FLAGS.variants, phi_values(FLAGS.phi, FLAGS.phi_range), FLAGS.alpha,
+                     FLAGS.beta, FLAGS.gamma)
     rows = table_rows(
-        scalings(FLAGS.variants, phi_values(FLAGS.phi, FLAGS.phi_range), FLAGS.alpha,
-                 FLAGS.beta, FLAGS.gamma),
+        items,
         measure=FLAGS.measure, runtimes=FLAGS.runtime, batch_size=FLAGS.batch_size,
         train=FLAGS.train, quantization=FLAGS.quantization, num_threads=FLAGS.threads,
         **_statistic(), **_timing())
     if not rows:
         raise ValueError("nothing to list: give --variants, --phi or --phi_range")
+    if FLAGS.export_tflite:
+        paths = export_tflite(items, FLAGS.export_tflite, quantization=FLAGS.quantization)
+        for row, path in zip(rows, paths):
+            row["tflite_file"] = path
     text = format_table(rows, FLAGS.format)
     if FLAGS.plot:
         plot_table(rows, FLAGS.plot, alpha=FLAGS.alpha, beta=FLAGS.beta, gamma=FLAGS.gamma)

@@ -44,19 +44,26 @@ def test_table_csv_and_phi_rows():
     assert int(rows[4]["flops"]) == costs(Scaling.from_phi(2.5)).flops
 
 
-def test_table_measure_and_plot(tmp_path):
+def test_table_measure_plot_export_and_latency(tmp_path):
     # A phi far below B0 (56 px, one block per stage) keeps the measurement quick.
-    plot, table = tmp_path / "scale.png", tmp_path / "table.json"
+    plot, table, kit = tmp_path / "scale.png", tmp_path / "table.json", tmp_path / "kit"
     run("table", "--variants=", "--phi=-10", "--measure", "--runtime=keras,tflite",
         "--batch_size=2", "--min_seconds=0", f"--plot={plot}", "--format=json",
-        f"--output={table}")
+        f"--output={table}", f"--export_tflite={kit}")
     rows = json.loads(table.read_text())
     assert len(rows) == 1 and rows[0]["name"] == "phi-10"
     measured = {k: v for k, v in rows[0].items() if k not in summary_row(Scaling.from_phi(-10))}
+    file = measured.pop("tflite_file")
     assert sorted(measured) == ["keras_ms_bs1", "keras_ms_bs2", "tflite_float32_ms_bs1",
                                 "tflite_float32_ms_bs2", "train_img_s_bs2"]
     assert all(isinstance(v, float) and v > 0 for v in measured.values())
     assert_real_plot(plot, panels=6)
+    # The exported kit, timed as on a board: batch 1 and --batch_size.
+    assert file == str(kit / "phi-10_float32.tflite")
+    timed = json.loads(run("latency", file, "--batch_size=3", "--min_seconds=0",
+                           "--format=json"))
+    assert [(r["model"], r["batch"]) for r in timed] == [(file, 1), (file, 3)]
+    assert all(0 < r["min_ms"] <= r["median_ms"] <= r["p90_ms"] for r in timed)
 
 
 def test_plot_marks_the_published_variants(tmp_path):
