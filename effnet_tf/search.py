@@ -11,7 +11,9 @@ candidate trains briefly and is ranked by validation accuracy:
     result.train_command()                   # --alpha=... --beta=... --gamma=...
 
 ``dataset_fn(image_size=..., training=...)`` returns a batched ``tf.data.Dataset`` of
-``(images in [0, 255], int labels)``, e.g. ``functools.partial(pipelines.build, source, split)``.
+``(images in [0, 255], int labels)``: the training split when ``training``, else the
+validation split, e.g. ``effnet_tf.scale.make_dataset_fn(source, batch_size=64)`` over
+``pipelines.build`` (a repeating training pipeline needs ``steps_per_epoch``).
 The search lives in keras-tuner's project directory: run the same call again to resume it
 (finished trials are kept, an interrupted one is retried); ``overwrite=True`` starts afresh.
 
