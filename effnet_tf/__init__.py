@@ -29,6 +29,10 @@ _LAZY = {
     "flops": "effnet_tf.counting",
     "count_params": "effnet_tf.counting",
     "weights": None,
+    "budget": None,
+    "latency": None,
+    "tflite": None,
+    "search": None,
 }
 
 __all__ = ["Costs", "Scaling", "VARIANTS", "costs", *_LAZY]
