@@ -34,9 +34,7 @@ def load_trained(model_dir: str, use_ema: bool = True) -> TrainedModel:
     if latest is None:
         raise ValueError(f"model_dir {model_dir!r} has no checkpoint yet")
     scaling = scaling_from_config(config)
-    model = build_model(config.copy_and_resolve_references() if hasattr(
-        config, "copy_and_resolve_references") else config, scaling,
-        saved["identity"]["num_classes"])
+    model = build_model(config, scaling, saved["identity"]["num_classes"])
     ema = recipe.ExponentialMovingAverage(model, config.ema_decay) if config.ema_decay else None
     items = {"model": model}
     if ema is not None:
