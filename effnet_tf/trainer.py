@@ -214,8 +214,11 @@ class Trainer:
                     self.ema.update()
             return loss_sum, correct_sum
 
-        return tf.function(train_steps, jit_compile=self.jit and not isinstance(
-            strategy, tf.distribute.TPUStrategy))
+        if self.jit and not isinstance(strategy, tf.distribute.TPUStrategy):
+            # XLA compiles the step on each replica; the loop around it reads the input
+            # iterator, which XLA cannot compile (TPUs compile everything by themselves).
+            replica_step = tf.function(replica_step, jit_compile=True)
+        return tf.function(train_steps)
 
     def evaluate(self, steps: int | None = None) -> dict:
         """Top-1 / top-5 on the eval split, with the averaged weights when there are any."""

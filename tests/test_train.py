@@ -191,3 +191,9 @@ def test_mixed_precision_training(tmp_path, precision):
     finally:
         keras.mixed_precision.set_dtype_policy("float32")
     assert result["step"] == 3 and np.isfinite(result["train_loss"]) and result["top1"] >= 0
+
+
+def test_xla_training_on_a_tiny_model(tmp_path):
+    result = train_and_evaluate(tiny_config(jit_compile="true", image_size=32, epochs=1,
+                                            steps_per_epoch=3), str(tmp_path))
+    assert result["step"] == 3 and np.isfinite(result["train_loss"])
