@@ -1,8 +1,9 @@
-"""Our B0 against keras.applications.EfficientNetB0: training steps/s, inference images/s and
-peak memory, on the same random data, batch and resolution, in one run.
+"""Our B0 (or another variant) against keras.applications': training steps/s, inference
+images/s and peak memory, on the same random data, batch and resolution, in one run.
 
     python benchmarks/model_speed.py                 # float32 / mixed_bfloat16, XLA off / on
     python benchmarks/model_speed.py --no-xla --rounds 3
+    python benchmarks/model_speed.py --variant b1 --no-xla --precisions float32
 
 Speed: one process per (precision, XLA) builds both models and alternates timed rounds
 between them (so load on a shared machine hits both alike), reporting medians. Memory: each
@@ -21,21 +22,22 @@ import sys
 import time
 
 
-def build(impl: str, size: int):
+def build(impl: str, variant: str, size: int):
     import keras
 
     if impl == "ours":
         import effnet_tf
 
-        return effnet_tf.EfficientNet("b0", input_shape=(size, size, 3))
-    return keras.applications.EfficientNetB0(weights=None, input_shape=(size, size, 3))
+        return effnet_tf.EfficientNet(variant, input_shape=(size, size, 3))
+    return getattr(keras.applications, f"EfficientNet{variant.upper()}")(
+        weights=None, input_shape=(size, size, 3))
 
 
-def compiled(impl, precision, jit, size):
+def compiled(impl, variant, precision, jit, size):
     import keras
 
     keras.mixed_precision.set_dtype_policy(precision)
-    model = build(impl, size)
+    model = build(impl, variant, size)
     model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
                   loss="sparse_categorical_crossentropy", jit_compile=jit)
     return model
@@ -49,11 +51,12 @@ def data(batch, size):
             rng.integers(0, 1000, (batch,)))
 
 
-def speed(precision: str, jit: bool, batch: int, size: int, rounds: int, steps: int) -> dict:
+def speed(variant: str, precision: str, jit: bool, batch: int, size: int, rounds: int,
+          steps: int) -> dict:
     x, y = data(batch, size)
     models, compile_s = {}, {}
     for impl in ("ours", "keras"):
-        models[impl] = compiled(impl, precision, jit, size)
+        models[impl] = compiled(impl, variant, precision, jit, size)
         start = time.perf_counter()
         models[impl].train_on_batch(x, y)
         models[impl].predict_on_batch(x)
@@ -75,9 +78,9 @@ def speed(precision: str, jit: bool, batch: int, size: int, rounds: int, steps: 
                    "compile_s": compile_s[impl]} for impl in models}
 
 
-def memory(impl: str, batch: int, size: int) -> dict:
+def memory(impl: str, variant: str, batch: int, size: int) -> dict:
     x, y = data(batch, size)
-    model = compiled(impl, "float32", False, size)
+    model = compiled(impl, variant, "float32", False, size)
     for _ in range(3):
         model.train_on_batch(x, y)
     return {"peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
@@ -97,28 +100,34 @@ def main():
     parser.add_argument("--child", nargs="+")
     parser.add_argument("--no-xla", action="store_true", help="skip jit_compile=True")
     parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--variant", default="b0", help="b0..b7")
+    parser.add_argument("--size", type=int, default=None, help="default: the variant's")
+    parser.add_argument("--precisions", default="float32,mixed_bfloat16")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=3)
     args = parser.parse_args()
+    if args.size is None:
+        from effnet_tf.scaling import Scaling
+
+        args.size = Scaling.variant(args.variant).resolution
     if args.child:
         kind, *rest = args.child
         if kind == "speed":
-            result = speed(rest[0], rest[1] == "True", args.batch, args.size, args.rounds,
-                           args.steps)
+            result = speed(args.variant, rest[0], rest[1] == "True", args.batch, args.size,
+                           args.rounds, args.steps)
         else:
-            result = memory(rest[0], args.batch, args.size)
+            result = memory(rest[0], args.variant, args.batch, args.size)
         print(json.dumps(result))
         return
 
-    sizes = ["--batch", str(args.batch), "--size", str(args.size), "--rounds",
-             str(args.rounds), "--steps", str(args.steps)]
-    print(f"# b0, batch {args.batch} at {args.size}px, median of {args.rounds} alternating "
-          f"rounds of {args.steps} steps, {os.cpu_count()} CPUs")
+    sizes = ["--variant", args.variant, "--batch", str(args.batch), "--size", str(args.size),
+             "--rounds", str(args.rounds), "--steps", str(args.steps)]
+    print(f"# {args.variant}, batch {args.batch} at {args.size}px, median of {args.rounds} "
+          f"alternating rounds of {args.steps} steps, {os.cpu_count()} CPUs")
     print("| precision | XLA | ours train img/s | keras train img/s | train ratio "
           "| ours infer img/s | keras infer img/s | infer ratio | first step s (ours/keras) |")
     print("|" + "---|" * 9)
-    for precision in ("float32", "mixed_bfloat16"):
+    for precision in args.precisions.split(","):
         for jit in (False,) if args.no_xla else (False, True):
             r = child(["speed", precision, str(jit), *sizes])
             if "error" in r:

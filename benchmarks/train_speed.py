@@ -117,6 +117,7 @@ def main():
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--no-xla", action="store_true")
+    parser.add_argument("--xla-only", action="store_true")
     parser.add_argument("--repeats", type=int, default=2,
                         help="alternating runs of each; the table shows medians")
     args = parser.parse_args()
@@ -131,7 +132,7 @@ def main():
           "| ours peak MB | plain peak MB | memory ratio |")
     print("|" + "---|" * 8)
     for variant in args.variants.split(","):
-        for jit in (False,) if args.no_xla else (False, True):
+        for jit in (False,) if args.no_xla else (True,) if args.xla_only else (False, True):
             runs_a, runs_b = [], []
             for _ in range(args.repeats):
                 runs_a.append(ours(variant, args.batch, args.steps, jit))

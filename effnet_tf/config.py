@@ -37,6 +37,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.randaugment_magnitude = 10
     c.mixup_alpha = 0.0
     c.cutmix_alpha = 0.0
+    c.mix_per_image = False  # one mixup ratio / CutMix box per image instead of per batch
     c.cache = False
 
     # Schedule: official RMSProp recipe, learning rate 0.016 per 256 images.

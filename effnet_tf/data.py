@@ -54,7 +54,7 @@ class DataSpec:
         return cls(config, source, image_size, num_classes,
                    source.num_examples(config.train_split))
 
-    def dataset(self, split, training, batch_size, input_context=None):
+    def dataset(self, split, training, batch_size, input_context=None, pad_remainder=False):
         c = self.config
         if self.source is None:
             data = random_batches(batch_size, self.image_size, self.num_classes, c.seed)
@@ -66,13 +66,17 @@ class DataSpec:
             randaugment_magnitude=c.randaugment_magnitude,
             mixup_alpha=c.mixup_alpha if training else 0.0,
             cutmix_alpha=c.cutmix_alpha if training else 0.0,
+            mix_per_image=c.get("mix_per_image", False),  # absent in older runs' config.json
             num_classes=self.num_classes, input_context=input_context, cache=c.cache,
             seed=c.seed if c.deterministic or training else None,
-            drop_remainder=training, repeat=training)
+            drop_remainder=training, repeat=training, pad_remainder=pad_remainder)
 
     def train_dataset(self, input_context: tf.distribute.InputContext, batch_size: int):
         """The endless training pipeline of one input pipeline, batches of ``batch_size``."""
         return self.dataset(self.config.train_split, True, batch_size, input_context)
 
-    def eval_dataset(self, global_batch_size: int):
-        return self.dataset(self.config.eval_split, False, global_batch_size)
+    def eval_dataset(self, global_batch_size: int, pad_remainder: bool = False):
+        """One pass over the eval split; ``pad_remainder``: full batches only, the last one
+        filled with blanks of weight 0 (TPUs need static shapes; nothing is dropped)."""
+        return self.dataset(self.config.eval_split, False, global_batch_size,
+                            pad_remainder=pad_remainder)

@@ -222,7 +222,9 @@ class Trainer:
 
     def evaluate(self, steps: int | None = None) -> dict:
         """Top-1 / top-5 on the eval split, with the averaged weights when there are any."""
-        dataset = self.data.eval_dataset(self.config.global_batch_size)
+        dataset = self.data.eval_dataset(
+            self.config.global_batch_size,
+            pad_remainder=isinstance(self.strategy, tf.distribute.TPUStrategy))
         if self.ema is not None:
             self.ema.swap()
         try:

@@ -9,10 +9,10 @@ The one entry point::
 
     build(source, split="train", *, image_size=None | variant=None, batch_size,
           training=None, augment=None, randaugment_layers=2, randaugment_magnitude=10.0,
-          mixup_alpha=0.0, cutmix_alpha=0.0, num_classes=None, one_hot=False,
-          crop_fraction=None, input_context=None, cache=False, seed=None,
-          drop_remainder=None, repeat=None, shuffle_buffer=1024, dtype="float32",
-          skip_counter=None, **source_options) -> tf.data.Dataset of (images, labels)
+          mixup_alpha=0.0, cutmix_alpha=0.0, mix_per_image=False, num_classes=None,
+          one_hot=False, crop_fraction=None, input_context=None, cache=False, seed=None,
+          drop_remainder=None, pad_remainder=False, repeat=None, shuffle_buffer=1024,
+          dtype="float32", skip_counter=None, **source_options) -> tf.data.Dataset of (images, labels)
 
 * ``source``: a ``Source`` or a string: ``"tfds:<name>"``, a folder of TFRecord shards
   ``{split}-*`` (local or ``gs://``), a TFRecord glob or a pattern with ``{split}``, or an
@@ -35,7 +35,12 @@ The one entry point::
 * ``repeat`` defaults to ``training``: a training pipeline is endless (use
   ``fit(steps_per_epoch=...)``; ``num_examples(...) // global_batch_size``), an eval
   pipeline is one pass. ``drop_remainder`` defaults to ``training`` (TPUs need static
-  batches; pass True for eval on TPU).
+  batches). For evaluation on TPU pass ``pad_remainder=True``: the last batch is filled up
+  with blank examples and the dataset yields ``(images, labels, weights)``, weight 0 for the
+  blanks, so every batch is full and no example is dropped (``model.evaluate`` takes the
+  weights as sample weights).
+* Mixup/CutMix draw one ratio per batch; ``mix_per_image=True`` draws one (and one CutMix
+  box) per image, like timm's ``mode="elem"``.
 * ``seed``: same seed -> same batches (file order, shuffle, crops, flips, augmentation,
   mixing all derive from it; per input pipeline). Without a seed the pipeline is
   non-deterministic and faster. For exact resume, checkpoint the iterator:

@@ -85,7 +85,8 @@ def _with_seed(record, seed):
     return dict(record, seed=seed)
 
 
-def _check_options(batch_size, dtype, mixing, training, augment, one_hot, num_classes, source):
+def _check_options(batch_size, dtype, mixing, training, augment, one_hot, num_classes, source,
+                   pad_remainder, repeat):
     if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or (
         batch_size < 1
     ):
@@ -94,6 +95,9 @@ def _check_options(batch_size, dtype, mixing, training, augment, one_hot, num_cl
         raise ValueError(f"dtype must be one of {OUTPUT_DTYPES}, got {dtype!r}")
     if not training and (mixing or augment is not None):
         raise ValueError("augment=, mixup_alpha= and cutmix_alpha= are for training only")
+    if pad_remainder and (training or repeat):
+        raise ValueError("pad_remainder=True is for one-pass evaluation (training=False, "
+                         "repeat=False)")
     if (mixing or one_hot) and num_classes is None:
         raise ValueError(
             f"num_classes of {source.name!r} is unknown; pass num_classes= (needed for "
@@ -114,6 +118,7 @@ def build(
     randaugment_magnitude: float = 10.0,
     mixup_alpha: float = 0.0,
     cutmix_alpha: float = 0.0,
+    mix_per_image: bool = False,
     num_classes: int | None = None,
     one_hot: bool = False,
     crop_fraction: float | None = None,
@@ -121,6 +126,7 @@ def build(
     cache=False,
     seed: int | None = None,
     drop_remainder: bool | None = None,
+    pad_remainder: bool = False,
     repeat: bool | None = None,
     shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER,
     dtype: str = "float32",
@@ -136,7 +142,8 @@ def build(
     num_classes = num_classes or source.num_classes
     mixing = mixup_alpha > 0 or cutmix_alpha > 0
     dtype = tf.as_dtype(dtype).name if isinstance(dtype, tf.DType) else dtype
-    _check_options(batch_size, dtype, mixing, training, augment, one_hot, num_classes, source)
+    _check_options(batch_size, dtype, mixing, training, augment, one_hot, num_classes, source,
+                   pad_remainder, repeat)
     counter = skip_counter or default_skip_counter()
     pipeline_id = 0 if input_context is None else input_context.input_pipeline_id
     deterministic = seed is not None or not training
@@ -167,25 +174,29 @@ def build(
             randaugment_magnitude=randaugment_magnitude), crop_fraction=crop_fraction),
         counter=counter, name=f"{source.name}[{split}]", deterministic=deterministic,
     )
+    if pad_remainder:
+        images, drop_remainder = _pad_remainder(images, int(batch_size)), True
     batches = images.batch(
         int(batch_size), drop_remainder=drop_remainder, num_parallel_calls=AUTOTUNE,
         deterministic=deterministic,
     )
 
     @tf.autograph.experimental.do_not_convert
-    def finish(images, labels, batch_seed=None):
+    def finish(images, labels, *rest, batch_seed=None):
         labels = tf.one_hot(labels, num_classes, dtype=tf.float32)
         if mixing:
             images, labels = mix_lib.mix_batch(
-                images, labels, batch_seed, mixup_alpha=mixup_alpha, cutmix_alpha=cutmix_alpha
+                images, labels, batch_seed, mixup_alpha=mixup_alpha, cutmix_alpha=cutmix_alpha,
+                per_image=mix_per_image,
             )
             images = _cast_images(images, dtype)
-        return images, labels
+        return (images, labels, *rest)
 
     if mixing:
         batch_seeds = _random_seeds(derive_seed(seed, "mix", pipeline_id))
         batches = tf.data.Dataset.zip((batches, batch_seeds)).map(
-            lambda batch, batch_seed: finish(*batch, batch_seed), num_parallel_calls=AUTOTUNE
+            lambda batch, batch_seed: finish(*batch, batch_seed=batch_seed),
+            num_parallel_calls=AUTOTUNE,
         )
     elif one_hot:
         batches = batches.map(finish, num_parallel_calls=AUTOTUNE)
@@ -196,6 +207,17 @@ def build(
     # position: iterators checkpoint (exact resume) without it.
     options.experimental_external_state_policy = tf.data.experimental.ExternalStatePolicy.IGNORE
     return batches.prefetch(AUTOTUNE).with_options(options)
+
+
+def _pad_remainder(images: tf.data.Dataset, batch_size: int) -> tf.data.Dataset:
+    """``(image, label, weight)``: weight 1 for every example, then ``batch_size - 1`` blank
+    examples of weight 0, so that batching with ``drop_remainder=True`` keeps every example
+    (a static batch shape, as TPUs need, with nothing dropped from the evaluation)."""
+    real = images.map(lambda image, label: (image, label, tf.constant(1.0)))
+    blank = tf.nest.map_structure(lambda spec: tf.zeros(spec.shape, spec.dtype),
+                                  images.element_spec)
+    padding = tf.data.Dataset.from_tensors((*blank, tf.constant(0.0))).repeat(batch_size - 1)
+    return real.concatenate(padding)
 
 
 def num_examples(source, split: str = "train", **source_options) -> int | None:

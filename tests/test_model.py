@@ -149,6 +149,32 @@ def test_mixed_precision_forward_and_backward(tiny, policy, dtype, restore_polic
         assert all(g.dtype == tf.float32 for g in grads)
 
 
+@pytest.mark.parametrize("size", [64, 65, 97])
+def test_explicit_padding_equals_same_padding(tiny, size, monkeypatch):
+    """Mixed-precision builds pad strided convolutions with ZeroPadding2D (faster there);
+    the zeros must be exactly those of "same", at even and odd sizes."""
+    same = effnet_tf.EfficientNet(tiny, input_shape=(size, size, 3))
+    monkeypatch.setattr(effnet_tf.blocks, "explicit_padding", lambda: True)
+    padded = effnet_tf.EfficientNet(tiny, input_shape=(size, size, 3))
+    pads = [layer.name for layer in padded.layers if isinstance(layer, keras.layers.ZeroPadding2D)]
+    assert pads[:2] == ["stem_conv_pad", "block2a_dwconv_pad"] and len(pads) == 5
+    assert [w.shape for w in padded.weights] == [w.shape for w in same.weights]
+    padded.set_weights(same.get_weights())
+    x = pixels(2, size)
+    np.testing.assert_allclose(padded.predict(x, verbose=0), same.predict(x, verbose=0),
+                               rtol=1e-6, atol=1e-7)
+    features = effnet_tf.EfficientNet(tiny, input_shape=(None, None, 3), include_top=False)
+    assert not any(isinstance(layer, keras.layers.ZeroPadding2D) for layer in features.layers)
+
+
+def test_mixed_precision_builds_pad_explicitly(tiny, restore_policy):
+    keras.mixed_precision.set_dtype_policy("mixed_bfloat16")
+    assert effnet_tf.EfficientNet(tiny).get_layer("block2a_dwconv_pad")
+    keras.mixed_precision.set_dtype_policy("float32")
+    with pytest.raises(ValueError):
+        effnet_tf.EfficientNet(tiny).get_layer("block2a_dwconv_pad")
+
+
 @pytest.mark.parametrize("kwargs,message", [
     ({"variant": "b9"}, "variant must be one of b0"),
     ({"variant": float("nan")}, "phi must be a finite number"),

@@ -60,6 +60,30 @@ def test_evaluate_uses_the_averaged_weights(trained_dir):
     assert any(differs)
 
 
+def test_padded_evaluation_counts_every_example_once(trained_dir):
+    from effnet_tf.data import DataSpec
+    from effnet_tf.evaluation import evaluate_model
+
+    model_dir, _ = trained_dir
+    trained = load_trained(model_dir)
+    data = DataSpec.from_config(trained.config, trained.image_size, model_dir)
+    split = trained.config.eval_split
+    plain = data.dataset(split, False, 7)
+    padded = data.dataset(split, False, 7, pad_remainder=True)
+    images = np.concatenate([x for x, _ in plain])
+    labels = np.concatenate([y for _, y in plain])
+    assert len(labels) % 7  # the last batch is partial, so padding matters
+    assert sum(float(w.numpy().sum()) for _, _, w in padded) == len(labels)
+    logits = trained.model.predict(images, verbose=0)
+    expected_top1 = float(np.mean(np.argmax(logits, -1) == labels))
+    for dataset in (plain, padded):
+        result = evaluate_model(trained.model, dataset, data.num_classes)
+        assert result["top1"] == pytest.approx(expected_top1, abs=1e-6)
+        expected_loss = float(np.mean(keras.losses.sparse_categorical_crossentropy(
+            labels, logits, from_logits=True)))
+        assert result["loss"] == pytest.approx(expected_loss, rel=1e-4)
+
+
 def test_predict_returns_class_names(trained_dir):
     model_dir, _ = trained_dir
     images = [os.path.join(model_dir, "data", f"class_{k}", "0003.jpg") for k in range(4)]

@@ -44,6 +44,25 @@ def test_eval_is_one_ordered_pass_with_every_image(image_folder):
     assert labels.tolist() == [label for _, label in source.examples("train")]
 
 
+def test_pad_remainder_keeps_every_eval_example_in_full_batches(image_folder):
+    source = pipelines.get_source(image_folder)
+    ds = pipelines.build(source, "train", image_size=32, batch_size=4, training=False,
+                         pad_remainder=True)
+    assert [spec.shape.as_list() for spec in ds.element_spec] == [[4, 32, 32, 3], [4], [4]]
+    batches = [[t.numpy() for t in batch] for batch in ds]
+    assert len(batches) == 5  # 18 images: four full batches and 2 + 2 blanks
+    images, labels, weights = (np.concatenate(parts) for parts in zip(*batches))
+    assert weights.tolist() == [1.0] * 18 + [0.0] * 2
+    assert labels[:18].tolist() == [label for _, label in source.examples("train")]
+    assert not images[18:].any()
+    unpadded = np.concatenate([x for x, _ in take(pipelines.build(
+        source, "train", image_size=32, batch_size=4, training=False), 10)])
+    np.testing.assert_array_equal(images[:18], unpadded)
+    exact = pipelines.build(source, "train", image_size=32, batch_size=6, training=False,
+                            pad_remainder=True)
+    assert [b[2].numpy().tolist() for b in exact] == [[1.0] * 6] * 3  # no blank batch
+
+
 def test_eval_center_crop_and_crop_fraction(tmp_path, kit):
     image = np.zeros((40, 80, 3), np.uint8)
     image[:, 20:60] = 255  # a white square in the middle, black bands left and right
@@ -101,6 +120,11 @@ def test_one_hot_mixup_and_cutmix_labels(image_folder):
         assert labels.shape == (6, 3) and labels.dtype == np.float32
         np.testing.assert_allclose(labels.sum(-1), 1.0, atol=1e-6)
         assert images.dtype == np.float32 and images.min() >= 0 and images.max() <= 255
+    per_image = pipelines.build(image_folder, "train", image_size=32, batch_size=6, seed=3,
+                                mixup_alpha=0.4, mix_per_image=True)
+    for _, labels in take(per_image, 2):
+        np.testing.assert_allclose(labels.sum(-1), 1.0, atol=1e-6)
+        assert len(set(np.round(labels.max(-1), 5))) > 2  # a ratio per image
     (_, labels), = take(pipelines.build(image_folder, "train", image_size=32, batch_size=6,
                                         one_hot=True, seed=3), 1)
     assert set(labels.ravel()) <= {0.0, 1.0} and (labels.sum(-1) == 1).all()
@@ -181,6 +205,8 @@ def test_option_errors_on_a_source(image_folder, shard_dir):
         pipelines.build(image_folder, dtype="float16", **kwargs)
     with pytest.raises(ValueError, match="training only"):
         pipelines.build(image_folder, training=False, augment="randaugment", **kwargs)
+    with pytest.raises(ValueError, match="pad_remainder=True is for one-pass evaluation"):
+        pipelines.build(image_folder, training=True, pad_remainder=True, **kwargs)
     with pytest.raises(ValueError, match="augment must be one of"):
         pipelines.build(image_folder, augment="trivialaugment", **kwargs)
     with pytest.raises(ValueError, match="num_classes .* is unknown"):

@@ -29,6 +29,7 @@ def run_both(fn, images, labels, seed):
     lambda x, y, s: mix.mixup(x, y, 0.2, s),
     lambda x, y, s: mix.cutmix(x, y, 1.0, s),
     lambda x, y, s: mix.mix_batch(x, y, s, mixup_alpha=0.8, cutmix_alpha=1.0),
+    lambda x, y, s: mix.mix_batch(x, y, s, mixup_alpha=0.8, cutmix_alpha=1.0, per_image=True),
 ])
 def test_mixing_keeps_shape_dtype_range_and_labels_sum_to_one(fn, batch):
     images, labels = batch
@@ -58,6 +59,29 @@ def test_cutmix_label_weight_is_the_pasted_area(batch):
         pasted = (mixed[1].numpy() != images[1].numpy()).any(-1).mean()
         assert float(soft[1, 4]) == pytest.approx(pasted, abs=1e-6)
         assert float(soft[1, 1]) == pytest.approx(1 - pasted, abs=1e-6)
+
+
+def test_per_image_mixup_draws_a_ratio_for_each_image(batch):
+    images, labels = batch
+    mixed, soft = mix.mixup(images, labels, 0.4, tf.constant([5, 6]), per_image=True)
+    ratios = [float(soft[i, int(np.argmax(labels[i]))]) for i in (1, 2)]
+    for i, ratio in zip((1, 2), ratios):  # image i is mixed with image 5 - i
+        np.testing.assert_allclose(mixed[i], ratio * images[i] + (1 - ratio) * images[5 - i],
+                                   rtol=1e-5)
+    assert ratios[0] != pytest.approx(ratios[1], abs=1e-3)
+
+
+def test_per_image_cutmix_pastes_a_box_of_its_own_in_each_image(batch):
+    images, labels = batch
+    mixed, soft = mix.cutmix(images, labels, 1.0, tf.constant([2, 3]), per_image=True)
+    areas = []
+    for i in (1, 2):  # images 1 and 2 (labels 1, 2) receive boxes of images 4 and 3
+        pasted = (mixed[i].numpy() != images[i].numpy()).any(-1).mean()
+        partner = int(np.argmax(labels[5 - i]))
+        assert float(soft[i, partner]) == pytest.approx(pasted, abs=1e-6)
+        assert float(soft[i, i]) == pytest.approx(1 - pasted, abs=1e-6)
+        areas.append(pasted)
+    assert areas[0] != pytest.approx(areas[1], abs=1e-3)
 
 
 def test_beta_samples_have_the_right_mean():
