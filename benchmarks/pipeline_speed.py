@@ -9,7 +9,8 @@ keeping each pipeline's best trial (other processes on the machine only slow a t
     the size, random crop and flip; once with a plain ``map`` (as most tutorials) and once
     with ``num_parallel_calls=AUTOTUNE`` + prefetch;
   * ours: ``pipelines.build(..., training=True)`` at 224 and 380, with and without
-    RandAugment(2, 10);
+    RandAugment(2, 10), and with ``fast_decode=True`` (reduced-scale JPEG decode of large
+    crops; ``--photo_size 2000x1500`` shows where it matters);
   * limit: decoding only the crop region (same crop sampling) with nothing else, in parallel.
 Prints a Markdown table with the ratios ours/naive and ours/limit (for BUILD.md): by
 images/s, and by CPU time per image (less sensitive to other load on the machine).
@@ -34,30 +35,31 @@ HEIGHT, WIDTH = 375, 500
 BATCH_SIZE = 32
 
 
-def photo_like(rng: np.random.Generator) -> np.ndarray:
-    """A 375x500 RGB image with the statistics JPEG cares about: smooth areas, edges, grain."""
-    y, x = np.mgrid[0:HEIGHT, 0:WIDTH].astype(np.float32)
-    image = np.zeros((HEIGHT, WIDTH, 3), np.float32) + rng.uniform(40, 200, 3)
+def photo_like(rng: np.random.Generator, height=HEIGHT, width=WIDTH) -> np.ndarray:
+    """An RGB image with the statistics JPEG cares about: smooth areas, edges, grain."""
+    k = width / WIDTH  # shapes scale with the photo
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    image = np.zeros((height, width, 3), np.float32) + rng.uniform(40, 200, 3)
     for _ in range(6):  # soft coloured blobs
-        cy, cx = rng.uniform(0, HEIGHT), rng.uniform(0, WIDTH)
-        radius = rng.uniform(30, 200)
+        cy, cx = rng.uniform(0, height), rng.uniform(0, width)
+        radius = rng.uniform(30, 200) * k
         blob = np.exp(-((y - cy) ** 2 + (x - cx) ** 2) / (2 * radius**2))
         image += blob[..., None] * rng.uniform(-120, 120, 3)
     for _ in range(4):  # hard-edged shapes
-        y0, x0 = rng.integers(0, HEIGHT - 40), rng.integers(0, WIDTH - 40)
-        h, w = rng.integers(20, 150), rng.integers(20, 200)
+        y0, x0 = rng.integers(0, int(height - 40 * k)), rng.integers(0, int(width - 40 * k))
+        h, w = int(rng.integers(20, 150) * k), int(rng.integers(20, 200) * k)
         image[y0 : y0 + h, x0 : x0 + w] = rng.uniform(0, 255, 3)
     image += 20 * np.sin(x / rng.uniform(3, 12))[..., None] * rng.uniform(0, 1)  # texture
     image += rng.normal(0, 6, image.shape)  # sensor grain
     return np.clip(image, 0, 255).astype(np.uint8)
 
 
-def write_images(folder: str, num_images: int) -> None:
+def write_images(folder: str, num_images: int, height=HEIGHT, width=WIDTH) -> None:
     rng = np.random.default_rng(0)
     for i in range(num_images):
         class_dir = os.path.join(folder, f"class_{i % 10}")
         os.makedirs(class_dir, exist_ok=True)
-        jpeg = tf.io.encode_jpeg(photo_like(rng), quality=90)
+        jpeg = tf.io.encode_jpeg(photo_like(rng, height, width), quality=90)
         tf.io.write_file(os.path.join(class_dir, f"{i:05d}.jpg"), jpeg)
 
 
@@ -84,10 +86,10 @@ def naive_pipeline(folder, image_size, parallel):
     return ds.prefetch(AUTOTUNE) if parallel else ds
 
 
-def ours(folder, image_size, augment=None):
+def ours(folder, image_size, augment=None, fast_decode=False):
     return pipelines.build(
         folder, "train", image_size=image_size, batch_size=BATCH_SIZE, training=True,
-        augment=augment,
+        augment=augment, fast_decode=fast_decode,
     )
 
 
@@ -118,9 +120,10 @@ def measure(ds, num_images: int) -> tuple[float, float]:
     return count / wall, 1000 * cpu / count
 
 
-def run(num_images: int, trials: int, images_per_trial: int) -> dict[str, float]:
+def run(num_images: int, trials: int, images_per_trial: int, height: int, width: int
+        ) -> dict[str, float]:
     folder = tempfile.mkdtemp(prefix="pipeline_speed_")
-    write_images(folder, num_images)
+    write_images(folder, num_images, height, width)
     configs = {
         "naive, plain map, 224": lambda: naive_pipeline(folder, 224, parallel=False),
         "naive, plain map, 380": lambda: naive_pipeline(folder, 380, parallel=False),
@@ -128,6 +131,8 @@ def run(num_images: int, trials: int, images_per_trial: int) -> dict[str, float]
         "naive, AUTOTUNE, 380": lambda: naive_pipeline(folder, 380, parallel=True),
         "ours, 224": lambda: ours(folder, 224),
         "ours, 380": lambda: ours(folder, 380),
+        "ours, fast_decode, 224": lambda: ours(folder, 224, fast_decode=True),
+        "ours, fast_decode, 380": lambda: ours(folder, 380, fast_decode=True),
         "ours + RandAugment(2, 10), 224": lambda: ours(folder, 224, "randaugment"),
         "ours + RandAugment(2, 10), 380": lambda: ours(folder, 380, "randaugment"),
         "limit: decode crop only, 224": lambda: decode_limit(folder, 224),
@@ -144,8 +149,8 @@ def run(num_images: int, trials: int, images_per_trial: int) -> dict[str, float]
 
 
 def table(best: dict[str, tuple[float, float]]) -> str:
-    rows = ["naive, plain map", "naive, AUTOTUNE", "ours", "ours + RandAugment(2, 10)",
-            "limit: decode crop only"]
+    rows = ["naive, plain map", "naive, AUTOTUNE", "ours", "ours, fast_decode",
+            "ours + RandAugment(2, 10)", "limit: decode crop only"]
     lines = [
         "| pipeline | 224: images/s | 380: images/s | 224: CPU ms/image | 380: CPU ms/image |",
         "|---|---|---|---|---|",
@@ -156,6 +161,7 @@ def table(best: dict[str, tuple[float, float]]) -> str:
     for label, num, den in [
         ("ours / naive (plain map)", "ours", "naive, plain map"),
         ("ours / naive (AUTOTUNE)", "ours", "naive, AUTOTUNE"),
+        ("ours, fast_decode / naive (AUTOTUNE)", "ours, fast_decode", "naive, AUTOTUNE"),
         ("ours / limit", "ours", "limit: decode crop only"),
         ("ours + RandAugment / limit", "ours + RandAugment(2, 10)", "limit: decode crop only"),
     ]:
@@ -171,10 +177,13 @@ def main():
     parser.add_argument("--num_images", type=int, default=300)
     parser.add_argument("--trials", type=int, default=3)
     parser.add_argument("--images_per_trial", type=int, default=1024)
+    parser.add_argument("--photo_size", default=f"{WIDTH}x{HEIGHT}",
+                        help="WIDTHxHEIGHT of the JPEGs (e.g. 2000x1500 for phone-sized photos)")
     args = parser.parse_args()
-    best = run(args.num_images, args.trials, args.images_per_trial)
+    width, height = (int(v) for v in args.photo_size.split("x"))
+    best = run(args.num_images, args.trials, args.images_per_trial, height, width)
     print(f"\n{os.cpu_count()} CPUs, {platform.processor() or platform.machine()}, "
-          f"TF {tf.__version__}; {args.num_images} JPEGs {WIDTH}x{HEIGHT}, batch {BATCH_SIZE}, "
+          f"TF {tf.__version__}; {args.num_images} JPEGs {width}x{height}, batch {BATCH_SIZE}, "
           f"best of {args.trials} trials of {args.images_per_trial} images\n")
     print(table(best))
 

@@ -10,9 +10,10 @@ The one entry point::
     build(source, split="train", *, image_size=None | variant=None, batch_size,
           training=None, augment=None, randaugment_layers=2, randaugment_magnitude=10.0,
           mixup_alpha=0.0, cutmix_alpha=0.0, mix_per_image=False, num_classes=None,
-          one_hot=False, crop_fraction=None, input_context=None, cache=False, seed=None,
-          drop_remainder=None, pad_remainder=False, repeat=None, shuffle_buffer=1024,
-          dtype="float32", skip_counter=None, **source_options) -> tf.data.Dataset of (images, labels)
+          one_hot=False, crop_fraction=None, fast_decode=False, input_context=None,
+          cache=False, seed=None, drop_remainder=None, pad_remainder=False, repeat=None,
+          shuffle_buffer=1024, dtype="float32", skip_counter=None, **source_options)
+        -> tf.data.Dataset of (images, labels)
 
 * ``source``: a ``Source`` or a string: ``"tfds:<name>"``, a folder of TFRecord shards
   ``{split}-*`` (local or ``gs://``), a TFRecord glob or a pattern with ``{split}``, or an
@@ -25,6 +26,9 @@ The one entry point::
   alone, bicubic resize, random flip, optional ``augment="randaugment" | "autoaugment"``
   (policy v0) and mixup/cutmix. Eval: center crop ``int(size / (size + 32) * min(h, w))``
   (or ``crop_fraction`` of the short side), bicubic resize; order of the source preserved.
+  ``fast_decode=True``: JPEG crops of 2x, 4x or 8x the image size or more are decoded at
+  1/2, 1/4 or 1/8 scale (libjpeg), several times faster on large photos; not the official
+  full-scale decode, so off by default.
 * ``batch_size`` is per input pipeline: with ``strategy.distribute_datasets_from_function``
   pass ``ctx.get_per_replica_batch_size(global_batch_size)`` and ``input_context=ctx``.
   Sharding is by file when every pipeline gets a file, else by element.

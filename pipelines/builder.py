@@ -60,10 +60,11 @@ def _cast_images(images, dtype: str):
     return tf.cast(images, dtype)
 
 
-def _make_preprocess(training, image_size, dtype, *, augment, crop_fraction):
+def _make_preprocess(training, image_size, dtype, *, augment, crop_fraction, fast_decode):
     """``fn(record) -> (image, label)`` for ``map_skipping_errors``."""
     if training:
-        train_fn = preprocess.make_train_preprocess(image_size, augment=augment)
+        train_fn = preprocess.make_train_preprocess(image_size, augment=augment,
+                                                    fast_decode=fast_decode)
 
         @tf.autograph.experimental.do_not_convert
         def preprocess_train(record):
@@ -71,7 +72,8 @@ def _make_preprocess(training, image_size, dtype, *, augment, crop_fraction):
             return _cast_images(image, dtype), record["label"]
 
         return preprocess_train
-    eval_fn = preprocess.make_eval_preprocess(image_size, crop_fraction=crop_fraction)
+    eval_fn = preprocess.make_eval_preprocess(image_size, crop_fraction=crop_fraction,
+                                              fast_decode=fast_decode)
 
     @tf.autograph.experimental.do_not_convert
     def preprocess_eval(record):
@@ -122,6 +124,7 @@ def build(
     num_classes: int | None = None,
     one_hot: bool = False,
     crop_fraction: float | None = None,
+    fast_decode: bool = False,
     input_context: tf.distribute.InputContext | None = None,
     cache=False,
     seed: int | None = None,
@@ -171,7 +174,8 @@ def build(
         records,
         _make_preprocess(training, image_size, output_dtype, augment=make_augment(
             augment, randaugment_layers=randaugment_layers,
-            randaugment_magnitude=randaugment_magnitude), crop_fraction=crop_fraction),
+            randaugment_magnitude=randaugment_magnitude), crop_fraction=crop_fraction,
+            fast_decode=fast_decode),
         counter=counter, name=f"{source.name}[{split}]", deterministic=deterministic,
     )
     if pad_remainder:

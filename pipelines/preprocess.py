@@ -26,6 +26,8 @@ AREA_RANGE = (0.08, 1.0)
 ASPECT_RATIO_RANGE = (3.0 / 4.0, 4.0 / 3.0)
 MIN_OBJECT_COVERED = 0.1
 MAX_ATTEMPTS = 10
+# libjpeg can decode at 1/2, 1/4 or 1/8 scale (DCT scaling), far cheaper than decoding whole.
+JPEG_SCALES = (2, 4, 8)
 
 Seed = tf.Tensor  # int32/int64, shape [2], as the tf.random.stateless_* ops take it
 
@@ -107,18 +109,42 @@ def random_crop_window(
     return tf.where(whole_image, center_crop_window(image_shape, image_size), sampled)
 
 
-def decode_and_crop(image_bytes, window_fn: Callable) -> tf.Tensor:
+def jpeg_scale_index(window, min_size: int | None) -> tf.Tensor:
+    """How many of ``JPEG_SCALES`` the crop ``window`` can be decoded at while its short side
+    stays >= ``min_size`` (0: full scale; always 0 when ``min_size`` is None)."""
+    if min_size is None:
+        return tf.constant(0)
+    short = tf.minimum(window[2], window[3])
+    return tf.add_n([tf.cast(short // scale >= min_size, tf.int32) for scale in JPEG_SCALES])
+
+
+def decode_and_crop(image_bytes, window_fn: Callable, min_size: int | None = None) -> tf.Tensor:
     """Decodes the crop ``window_fn(image_shape)`` of an encoded image, as uint8 RGB.
 
     JPEGs are decoded crop-only (far cheaper than the whole image); PNG, GIF (first frame),
     BMP and WebP are decoded whole and then cropped. Grayscale, CMYK and RGBA inputs all come
     out with 3 channels. A corrupt image raises ``InvalidArgumentError``: the pipeline skips
     and counts those (``pipelines.skipping``).
+
+    ``min_size`` (the fast decode of large photos): a JPEG crop whose short side is at least
+    2, 4 or 8 times ``min_size`` is decoded at that reduced scale by libjpeg (the largest
+    that keeps the short side >= ``min_size``), which costs a fraction of a full-scale decode
+    and of the resize after it. Not the official preprocessing (which decodes at full scale
+    and lets the bicubic resize do all the downscaling), hence off by default.
     """
 
     def jpeg():
         window = window_fn(tf.image.extract_jpeg_shape(image_bytes))
-        return tf.io.decode_and_crop_jpeg(image_bytes, window, channels=3)
+
+        def at_scale(scale):
+            # The crop window of a scaled decode is in scaled coordinates.
+            return lambda: tf.io.decode_and_crop_jpeg(
+                image_bytes, window // scale, channels=3, ratio=scale)
+
+        if min_size is None:
+            return at_scale(1)()
+        return tf.switch_case(jpeg_scale_index(window, min_size),
+                               [at_scale(scale) for scale in (1, *JPEG_SCALES)])
 
     def other_format():
         image = tf.io.decode_image(image_bytes, channels=3, expand_animations=False)
@@ -154,11 +180,13 @@ def make_train_preprocess(
     augment: Callable | None = None,
     area_range=AREA_RANGE,
     aspect_ratio_range=ASPECT_RATIO_RANGE,
+    fast_decode: bool = False,
 ) -> Callable:
     """``fn(image_bytes, seed) -> float32 [image_size, image_size, 3]`` for training.
 
     ``augment`` is an ``fn(uint8 image, seed) -> uint8 image`` applied after the resize
     (``pipelines.augment.randaugment(...)`` or ``autoaugment()``), as the official recipe does.
+    ``fast_decode``: decode large JPEG crops at a reduced scale (see ``decode_and_crop``).
     """
     image_size = check_image_size(image_size)
 
@@ -176,6 +204,7 @@ def make_train_preprocess(
                 area_range=area_range,
                 aspect_ratio_range=aspect_ratio_range,
             ),
+            min_size=image_size if fast_decode else None,
         )
         # Flipping commutes with the (symmetric) resize; on the small uint8 crop it is cheaper.
         image = random_flip(image, flip_seed)
@@ -187,15 +216,19 @@ def make_train_preprocess(
     return preprocess
 
 
-def make_eval_preprocess(image_size: int, *, crop_fraction: float | None = None) -> Callable:
-    """``fn(image_bytes) -> float32 [image_size, image_size, 3]``: center crop and resize."""
+def make_eval_preprocess(
+    image_size: int, *, crop_fraction: float | None = None, fast_decode: bool = False
+) -> Callable:
+    """``fn(image_bytes) -> float32 [image_size, image_size, 3]``: center crop and resize;
+    ``fast_decode`` as in ``make_train_preprocess``."""
     image_size = check_image_size(image_size)
     eval_crop_fraction(image_size, crop_fraction)  # fail here, not inside Dataset.map
 
     @tf.autograph.experimental.do_not_convert
     def preprocess(image_bytes):
         image = decode_and_crop(
-            image_bytes, lambda shape: center_crop_window(shape, image_size, crop_fraction)
+            image_bytes, lambda shape: center_crop_window(shape, image_size, crop_fraction),
+            min_size=image_size if fast_decode else None,
         )
         return tf.ensure_shape(resize(image, image_size), [image_size, image_size, 3])
 

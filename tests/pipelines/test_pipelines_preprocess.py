@@ -108,6 +108,35 @@ def test_jpeg_crop_decode_equals_full_decode_then_crop(kit):
     assert np.abs(cropped - full).max() <= 8
 
 
+@pytest.mark.parametrize("short_side, size, expected_scale", [
+    (600, 64, 8), (300, 64, 4), (200, 64, 2), (127, 64, 1), (600, 200, 2), (600, 600, 1)])
+def test_jpeg_scale_follows_the_crop_and_the_image_size(short_side, size, expected_scale):
+    window = tf.constant([0, 0, short_side, short_side + 50])
+    index = int(pp.jpeg_scale_index(window, size))
+    assert (1, *pp.JPEG_SCALES)[index] == expected_scale
+    assert int(pp.jpeg_scale_index(window, None)) == 0
+
+
+def test_fast_decode_of_a_large_photo_is_close_to_the_full_decode(kit):
+    data = tf.constant(kit.encode(kit.pattern(768, 1024, seed=3)))
+    y, x, h, w = pp.center_crop_window([768, 1024, 3], 64).numpy()
+    crop = tf.io.decode_jpeg(data, channels=3)[y:y + h, x:x + w]
+    averaged = tf.image.resize(crop, [64, 64], method="area").numpy()  # an 8x8 mean per pixel
+    fast_fn = pp.make_eval_preprocess(64, fast_decode=True)
+    fast = assert_same_eager_and_graph(fast_fn, data)
+    window = pp.center_crop_window([768, 1024, 3], 64)  # short side 512: decoded at 1/8
+    assert int(pp.jpeg_scale_index(window, 64)) == 3
+    assert fast.shape == (64, 64, 3) and fast.dtype == np.float32
+    assert 0 <= fast.min() and fast.max() <= 255
+    # The same picture: the 1/8 decode averages 8x8 blocks as the area resize does.
+    assert np.abs(fast - averaged).mean() < 2
+    train = pp.make_train_preprocess(64, fast_decode=True)
+    out = assert_same_eager_and_graph(train, data, tf.constant([4, 5], tf.int64))
+    assert out.shape == (64, 64, 3) and out.std() > 10
+    small = tf.constant(kit.encode(kit.pattern(60, 80, seed=2)))  # nothing to downscale
+    np.testing.assert_array_equal(fast_fn(small), pp.make_eval_preprocess(64)(small))
+
+
 def test_corrupt_image_raises_inside_the_op():
     with pytest.raises(tf.errors.InvalidArgumentError):
         pp.decode_and_crop(tf.constant(b"not an image"), lambda s: tf.constant([0, 0, 1, 1]))
