@@ -221,3 +221,18 @@ def test_xla_training_on_a_tiny_model(tmp_path):
     result = train_and_evaluate(tiny_config(jit_compile="true", image_size=32, epochs=1,
                                             steps_per_epoch=3), str(tmp_path))
     assert result["step"] == 3 and np.isfinite(result["train_loss"])
+
+
+def test_a_run_on_a_non_local_file_system_checkpoints_and_resumes():
+    """model_dir on TF's in-memory file system (``ram://``) stands in for ``gs://``: config,
+    checkpoints, logs and resume go through tf.io.gfile, nothing through the local disk."""
+    model_dir = "ram://effnet_tf_test_run"
+    config = tiny_config(dataset="random", image_size=32, epochs=1, steps_per_epoch=3)
+    assert train_and_evaluate(config, model_dir)["step"] == 3
+    names = tf.io.gfile.listdir(model_dir)
+    assert {"config.json", "summary.json"} <= {n.rstrip("/") for n in names}
+    assert tf.io.gfile.glob(model_dir + "/checkpoints/ckpt-3.index")
+    config.epochs = 2
+    result = train_and_evaluate(config, model_dir)  # resumes at step 3
+    assert result["step"] == 6 and result["train_loss_per_epoch"] == [result["train_loss"]]
+    assert tf.io.gfile.glob(model_dir + "/checkpoints/ckpt-6.index")
