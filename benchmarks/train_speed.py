@@ -1,7 +1,8 @@
 """The whole training command against a plain ``model.fit`` loop on keras.applications.
 
     python benchmarks/train_speed.py                  # b0, XLA off and on (~15 min, 2 cores)
-    python benchmarks/train_speed.py --variants b0,b1 --no-xla
+    python benchmarks/train_speed.py --variants b0,b1 --no-xla --steps 8 --repeats 4
+    python benchmarks/train_speed.py --variants b0 --xla-only --steps 3
 
 Both train on the same random in-memory batch (``--dataset random``), same batch size and
 resolution: ours is ``python -m effnet_tf.train`` with the official recipe (RMSProp, EMA,
