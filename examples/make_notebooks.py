@@ -61,6 +61,7 @@ QUICKSTART = [
                   "train = pipelines.build(source, \"train\", image_size=size, batch_size=16, "
                   "seed=0)\n"
                   "val = pipelines.build(source, \"validation\", image_size=size, batch_size=16)\n"
+                  "keras.utils.set_random_seed(0)  # the same start each run\n"
                   "model = effnet_tf.EfficientNet(scaling, classes=source.num_classes)\n"
                   "model.compile(keras.optimizers.Adam(3e-3), "
                   "\"sparse_categorical_crossentropy\", metrics=[\"accuracy\"])\n"
