@@ -30,7 +30,7 @@ DENSE_INIT = {
 def explicit_padding() -> bool:
     """Whether strided convolutions pad with a ``ZeroPadding2D`` + ``"valid"`` (named
     ``{name}_pad`` like keras.applications') instead of ``"same"``: under a mixed-precision
-    policy. Measured on this CPU (oneDNN, ``benchmarks/model_speed.py``): b0 trains about 8%
+    policy. Measured on this CPU (oneDNN, ``benchmarks/padding_ab.py``): b0 trains about 8%
     faster in bfloat16 with explicit padding, and about 2% slower in float32."""
     return keras.mixed_precision.dtype_policy().compute_dtype != "float32"
 

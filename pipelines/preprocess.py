@@ -138,8 +138,9 @@ def decode_and_crop(image_bytes, window_fn: Callable, min_size: int | None = Non
 
         def at_scale(scale):
             # The crop window of a scaled decode is in scaled coordinates.
-            return lambda: tf.io.decode_and_crop_jpeg(
-                image_bytes, window // scale, channels=3, ratio=scale)
+            scaled = window if scale == 1 else window // scale
+            return lambda: tf.io.decode_and_crop_jpeg(image_bytes, scaled, channels=3,
+                                                      ratio=scale)
 
         if min_size is None:
             return at_scale(1)()
