@@ -117,6 +117,7 @@ class Trainer:
             self.ema = (recipe.ExponentialMovingAverage(self.model, config.ema_decay)
                         if config.ema_decay else None)
         self.track_data_position = self._checkpoint_data_position()
+        self.split_batches = False
         self.train_iter = self._train_iterator()
         weight_ids = {id(w) for w in self.model.weights}
         # Dropout's random-seed states are variables outside model.weights that
@@ -146,21 +147,27 @@ class Trainer:
         return choice == "true" or (choice == "auto" and self.config.deterministic)
 
     def _train_iterator(self):
-        """The distributed input iterator; or, to checkpoint the data position, this worker's
-        own tf.data iterator (distributed iterators are not checkpointable), whose batches
-        ``_per_replica`` splits among the local replicas."""
+        """This worker's own tf.data iterator, whose batches ``_per_replica`` splits among the
+        local replicas: to checkpoint the data position (distributed iterators are not
+        checkpointable), and for one replica on the host CPU, where the distributed iterator
+        only adds a copy whose buffers made b1 training 8% slower (faults on freshly mapped
+        pages every step; BUILD.md, training benchmark). Else the distributed iterator, which
+        prefetches to the accelerators."""
         c, strategy = self.config, self.strategy
         workers, worker_id = _worker_index(strategy)
         self.local_replicas = strategy.num_replicas_in_sync // workers
-        if not self.track_data_position:
+        own = self.track_data_position or (
+            self.local_replicas == 1 and runtime.device_kind(strategy) == "cpu")
+        if not own:
             return iter(strategy.distribute_datasets_from_function(
                 lambda ctx: self.data.train_dataset(
                     ctx, ctx.get_per_replica_batch_size(c.global_batch_size))))
+        self.split_batches = self.local_replicas > 1
         context = tf.distribute.InputContext(workers, worker_id, strategy.num_replicas_in_sync)
         return iter(self.data.train_dataset(context, c.global_batch_size // workers))
 
     def _per_replica(self, batch):
-        if not self.track_data_position or self.local_replicas == 1:
+        if not self.split_batches:
             return batch
         local = self.local_replicas
         return self.strategy.experimental_distribute_values_from_function(
