@@ -411,6 +411,9 @@ class FolderSource(Source):
 class TFDSSource(Source):
     """A TFDS image-classification dataset, read as encoded images (no TFDS-side decoding).
 
+    An ``Image`` feature is read as its stored JPEG/PNG bytes, so the crop-only JPEG decode
+    applies; an image stored as raw ``uint8`` pixels (a ``Tensor`` feature of shape ``(h, w)``
+    or ``(h, w, c)``) is encoded to PNG, which is lossless, for the same preprocessing.
     ``data_dir`` as in ``tfds.load``; with ``download=True`` the dataset is prepared on first
     use (datasets with manual downloads, such as ``imagenet2012``, say how).
     """
@@ -423,6 +426,7 @@ class TFDSSource(Source):
         self.builder = tfds.builder(dataset, data_dir=data_dir)
         self.download = download
         self.image_key, self.label_key = self._feature_keys()
+        self.raw_pixels = self._is_raw_pixels(self.builder.info.features[self.image_key])
         label_feature = self.builder.info.features[self.label_key]
         self.num_classes = int(label_feature.num_classes)
         self.class_names = tuple(label_feature.names)
@@ -434,11 +438,22 @@ class TFDSSource(Source):
         if keys and len(keys) == 2 and isinstance(keys[0], str):
             return keys[0], keys[1]
         tfds = self._tfds
-        images = [k for k, f in features.items() if isinstance(f, tfds.features.Image)]
         labels = [k for k, f in features.items() if isinstance(f, tfds.features.ClassLabel)]
+        images = [k for k, f in features.items() if isinstance(f, tfds.features.Image)] or [
+            k for k, f in features.items() if self._is_raw_pixels(f)]
         if not images or not labels:
             raise ValueError(f"{self.name} is not an image-classification dataset: {features}")
         return images[0], labels[0]
+
+    def _is_raw_pixels(self, feature) -> bool:
+        """An image stored as a ``uint8`` tensor of shape (h, w) or (h, w, 1|3|4)."""
+        tfds = self._tfds
+        if isinstance(feature, (tfds.features.Image, tfds.features.ClassLabel)) or not (
+                isinstance(feature, tfds.features.Tensor)):
+            return False
+        shape = tuple(feature.shape)
+        return feature.tf_dtype == tf.uint8 and (
+            len(shape) == 2 or (len(shape) == 3 and shape[-1] in (1, 3, 4)))
 
     def split_name(self, split: str) -> str:
         """``split`` as the dataset names it ("validation" is "test" for e.g. cifar10)."""
@@ -490,7 +505,7 @@ class TFDSSource(Source):
         )
         ds = self.builder.as_dataset(
             split=split,
-            decoders={self.image_key: tfds.decode.SkipDecoding()},
+            decoders=None if self.raw_pixels else {self.image_key: tfds.decode.SkipDecoding()},
             read_config=read_config,
             shuffle_files=shuffle_files,
         )
@@ -498,7 +513,7 @@ class TFDSSource(Source):
             raise ValueError(f"{self.name} split {split!r} is empty")
         ds = ds.map(
             lambda ex: {
-                "image": ex[self.image_key],
+                "image": _png(ex[self.image_key]) if self.raw_pixels else ex[self.image_key],
                 "label": tf.cast(ex[self.label_key], tf.int32),
                 "origin": ex["tfds_id"],
             },
@@ -507,6 +522,10 @@ class TFDSSource(Source):
         if not by_file:
             ds = ds.shard(pipelines, pipeline_id)
         return ds
+
+
+def _png(pixels: tf.Tensor) -> tf.Tensor:
+    return tf.io.encode_png(pixels[..., None] if pixels.shape.rank == 2 else pixels)
 
 
 # ---- strings to sources ------------------------------------------------------------------

@@ -230,6 +230,51 @@ def test_tfds_sharding_by_file_and_by_element(tiny_tfds):
     assert_disjoint_cover(read_shards(source, "train", 5, shuffle=True), everything)
 
 
+class TinyPixels(tfds.core.GeneratorBasedBuilder):
+    """Images stored as raw uint8 tensors (grayscale), not as encoded Image features."""
+
+    VERSION = tfds.core.Version("1.0.0")
+
+    def _info(self):
+        return tfds.core.DatasetInfo(
+            builder=self,
+            features=tfds.features.FeaturesDict({
+                "pixels": tfds.features.Tensor(shape=(6, 9), dtype=np.uint8),
+                "digit": tfds.features.ClassLabel(num_classes=2),
+            }),
+        )
+
+    def _split_generators(self, dl_manager):
+        return {"train": self._generate_examples()}
+
+    def _generate_examples(self):
+        for i in range(4):
+            yield i, {"pixels": TinyPixels.pixels(i), "digit": i % 2}
+
+    @staticmethod
+    def pixels(i):
+        return np.arange(54, dtype=np.uint8).reshape(6, 9) * (i + 1)
+
+
+def test_tfds_raw_pixel_images_are_read_losslessly(tmp_path):
+    TinyPixels(data_dir=str(tmp_path)).download_and_prepare()
+    source = pipelines.get_source("tfds:tiny_pixels", data_dir=str(tmp_path))
+    assert source.num_classes == 2
+    found = []
+    for record in source.records("train").as_numpy_iterator():
+        decoded = tf.io.decode_png(record["image"]).numpy()
+        assert decoded.shape == (6, 9, 1)
+        found += [j for j in range(4) if np.array_equal(decoded[..., 0], TinyPixels.pixels(j))
+                  and record["label"] == j % 2]
+    assert sorted(found) == [0, 1, 2, 3]
+    images, labels = next(iter(pipelines.build("tfds:tiny_pixels", "train", image_size=32,
+                                               batch_size=4, repeat=False, training=False,
+                                               data_dir=str(tmp_path))))
+    assert images.shape == (4, 32, 32, 3) and images.dtype == tf.float32
+    # grayscale pixels become three equal channels
+    np.testing.assert_array_equal(images[..., 0], images[..., 2])
+
+
 def test_tfds_build_under_mock_data():
     with tfds.testing.mock_data(num_examples=5):
         for name, num_classes in [("tf_flowers", 5), ("imagenet2012", 1000)]:
