@@ -311,6 +311,7 @@ def train_and_evaluate(config, model_dir: str) -> dict:
             if step % c.log_every_steps < count or step == epoch_end:
                 with writer.as_default(step=step):
                     tf.summary.scalar("train/loss", loss / count)
+                    tf.summary.scalar("train/top1", correct / (count * c.global_batch_size))
                     tf.summary.scalar("train/learning_rate", lr)
                     tf.summary.scalar("train/images_per_second", speed)
             if step % c.checkpoint_every_steps == 0:

@@ -36,7 +36,11 @@ def test_training_lowers_the_loss_and_writes_the_run(trained_dir):
     steps = sorted(int(p.split("-")[1].split(".")[0]) for p in
                    os.listdir(os.path.join(model_dir, "checkpoints")) if p.endswith(".index"))
     assert steps == [12, 16, 18]  # every 4 steps and at the end; the last 3 kept
-    assert tf.io.gfile.glob(os.path.join(model_dir, "logs", "events.out.tfevents.*"))
+    events = tf.io.gfile.glob(os.path.join(model_dir, "logs", "events.out.tfevents.*"))
+    tags = {value.tag for path in events for event in tf.compat.v1.train.summary_iterator(path)
+            for value in event.summary.value}
+    assert {"train/loss", "train/top1", "train/learning_rate", "train/images_per_second",
+            "eval/top1", "eval/top5", "eval/loss"} <= tags, tags
 
 
 def test_rerun_of_a_finished_run_trains_no_more(trained_dir):
