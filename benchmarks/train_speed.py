@@ -9,7 +9,9 @@ resolution: ours is ``python -m effnet_tf.train`` with the official recipe (RMSP
 weight decay, label smoothing, stochastic depth, checkpoints); theirs is
 ``keras.applications.EfficientNetB0(weights=None)`` compiled with RMSProp and fit. Images/s
 are steady-state (the first step, which traces and compiles, is left out); peak memory is
-each process's maximum resident set. Every run is its own process; ours and theirs alternate.
+each process's maximum resident set; page faults are each process's minor faults in thousands
+(fresh pages mapped and zeroed; a step that faults its buffers in anew each time is slow:
+BUILD.md). Every run is its own process; ours and theirs alternate.
 """
 
 from __future__ import annotations
@@ -50,9 +52,10 @@ def plain_fit(variant: str, batch: int, steps: int, jit: bool) -> None:
               verbose=0, callbacks=[Clock()])
     import resource
 
+    usage = resource.getrusage(resource.RUSAGE_SELF)
     print("RESULT " + json.dumps({"images_per_second": batch * steps / sum(times[1:]),
-                                  "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-                                  / 1024}))
+                                  "peak_mb": usage.ru_maxrss / 1024,
+                                  "page_faults": usage.ru_minflt}))
 
 
 def run(args: list[str]) -> dict:
@@ -81,8 +84,9 @@ def run_module_measured(argv: list[str]) -> None:
         if e.code:
             raise
     finally:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        print("RESULT " + json.dumps({"peak_mb": peak}), flush=True)
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        print("RESULT " + json.dumps({"peak_mb": usage.ru_maxrss / 1024,
+                                      "page_faults": usage.ru_minflt}), flush=True)
 
 
 def ours(variant: str, batch: int, steps: int, jit: bool) -> dict:
@@ -105,7 +109,7 @@ def _median(runs: list[dict]) -> dict:
     if not good:
         return runs[0]
     return {k: statistics.median(r[k] for r in good)
-            for k in ("images_per_second", "peak_mb")}
+            for k in ("images_per_second", "peak_mb", "page_faults") if k in good[0]}
 
 
 def main():
@@ -130,8 +134,9 @@ def main():
     print(f"# batch {args.batch}, {args.steps} timed steps, {os.cpu_count()} CPUs, "
           "random in-memory data")
     print("| variant | XLA | effnet_tf.train img/s | plain fit img/s | speed ratio "
-          "| ours peak MB | plain peak MB | memory ratio |")
-    print("|" + "---|" * 8)
+          "| ours peak MB | plain peak MB | memory ratio | ours page faults (k) "
+          "| plain page faults (k) |")
+    print("|" + "---|" * 10)
     for variant in args.variants.split(","):
         for jit in (False,) if args.no_xla else (True,) if args.xla_only else (False, True):
             runs_a, runs_b = [], []
@@ -144,7 +149,8 @@ def main():
             ratio = lambda k: f"{a[k] / b[k]:.2f}" if k in a and k in b else "-"  # noqa
             print(f"| {variant} | {'on' if jit else 'off'} | {cell(a, 'images_per_second')} | "
                   f"{cell(b, 'images_per_second')} | {ratio('images_per_second')} | "
-                  f"{cell(a, 'peak_mb')} | {cell(b, 'peak_mb')} | {ratio('peak_mb')} |",
+                  f"{cell(a, 'peak_mb')} | {cell(b, 'peak_mb')} | {ratio('peak_mb')} | "
+                  f"{a.get('page_faults', 0) / 1000:.0f} | {b.get('page_faults', 0) / 1000:.0f} |",
                   flush=True)
 
 

@@ -15,7 +15,8 @@ The one entry point::
           shuffle_buffer=1024, dtype="float32", skip_counter=None, **source_options)
         -> tf.data.Dataset of (images, labels)
 
-* ``source``: a ``Source`` or a string: ``"tfds:<name>"``, a folder of TFRecord shards
+* ``source``: a ``Source`` or a string: ``"tfds:<name>"`` (an image stored as raw pixels
+  rather than an encoded ``Image`` feature works too), a folder of TFRecord shards
   ``{split}-*`` (local or ``gs://``), a TFRecord glob or a pattern with ``{split}``, or an
   image folder ``root/<class_name>/*.jpg`` (see ``pipelines.sources``). ``source_options``
   go to the source (``data_dir=``, ``download=`` for TFDS; ``validation_fraction=``,
