@@ -117,7 +117,6 @@ class Trainer:
             self.ema = (recipe.ExponentialMovingAverage(self.model, config.ema_decay)
                         if config.ema_decay else None)
         self.track_data_position = self._checkpoint_data_position()
-        self.split_batches = False
         self.train_iter = self._train_iterator()
         weight_ids = {id(w) for w in self.model.weights}
         # Dropout's random-seed states are variables outside model.weights that
@@ -158,11 +157,11 @@ class Trainer:
         self.local_replicas = strategy.num_replicas_in_sync // workers
         own = self.track_data_position or (
             self.local_replicas == 1 and runtime.device_kind(strategy) == "cpu")
+        self.split_batches = own and self.local_replicas > 1
         if not own:
             return iter(strategy.distribute_datasets_from_function(
                 lambda ctx: self.data.train_dataset(
                     ctx, ctx.get_per_replica_batch_size(c.global_batch_size))))
-        self.split_batches = self.local_replicas > 1
         context = tf.distribute.InputContext(workers, worker_id, strategy.num_replicas_in_sync)
         return iter(self.data.train_dataset(context, c.global_batch_size // workers))
 

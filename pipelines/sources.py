@@ -447,9 +447,8 @@ class TFDSSource(Source):
 
     def _is_raw_pixels(self, feature) -> bool:
         """An image stored as a ``uint8`` tensor of shape (h, w) or (h, w, 1|3|4)."""
-        tfds = self._tfds
-        if isinstance(feature, (tfds.features.Image, tfds.features.ClassLabel)) or not (
-                isinstance(feature, tfds.features.Tensor)):
+        tensor, label = self._tfds.features.Tensor, self._tfds.features.ClassLabel
+        if not isinstance(feature, tensor) or isinstance(feature, label):
             return False
         shape = tuple(feature.shape)
         return feature.tf_dtype == tf.uint8 and (
