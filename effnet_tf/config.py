@@ -23,6 +23,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.dropout = ml_collections.FieldReference(None, field_type=float)  # default: variant's
     c.drop_connect_rate = 0.2
     c.sync_batch_norm = False
+    c.remat = False  # recompute block interiors in the backward pass (less memory)
     c.batch_norm_momentum = 0.99
 
     # Data: any source of the pipelines package ("tfds:<name>", TFRecords, an image folder),
@@ -39,6 +40,17 @@ def get_config() -> ml_collections.ConfigDict:
     c.cutmix_alpha = 0.0
     c.mix_per_image = False  # one mixup ratio / CutMix box per image instead of per batch
     c.cache = False
+    c.label_offset = ml_collections.FieldReference(None, field_type=int)  # TFRecords: 1 (1-based
+    # labels, ImageNet's) unless metadata.json says otherwise; 0 for 0-based shards
+    # Crops (the official ImageNet ones by default; small low-resolution images want others).
+    c.crop_area_range = (0.08, 1.0)  # training: random-sized crop area, fraction of the image
+    c.crop_aspect_range = (3.0 / 4.0, 4.0 / 3.0)
+    c.flip = True  # random horizontal flip in training
+    c.eval_crop_fraction = ml_collections.FieldReference(None, field_type=object)  # None: the
+    # official size / (size + 32); a fraction of the short side; "none": resize the whole image
+    c.resize_method = "bicubic"  # bicubic (official) | bilinear
+    c.data_service = ml_collections.FieldReference(None, field_type=str)  # grpc://host:port:
+    # the training input runs on tf.data service workers (python -m pipelines.service)
 
     # Schedule: official RMSProp recipe, learning rate 0.016 per 256 images.
     c.global_batch_size = 4096
