@@ -69,7 +69,14 @@ class DataSpec:
             mix_per_image=c.get("mix_per_image", False),  # absent in older runs' config.json
             num_classes=self.num_classes, input_context=input_context, cache=c.cache,
             seed=c.seed if c.deterministic or training else None,
-            drop_remainder=training, repeat=training, pad_remainder=pad_remainder)
+            drop_remainder=training, repeat=training, pad_remainder=pad_remainder,
+            # The crop, flip, resize and data-service fields are absent in older config.json.
+            crop_area_range=tuple(c.get("crop_area_range", (0.08, 1.0))),
+            crop_aspect_range=tuple(c.get("crop_aspect_range", (3.0 / 4.0, 4.0 / 3.0))),
+            flip=c.get("flip", True),
+            crop_fraction=None if training else c.get("eval_crop_fraction", None),
+            resize_method=c.get("resize_method", "bicubic"),
+            data_service=c.get("data_service", None) if training else None)
 
     def train_dataset(self, input_context: tf.distribute.InputContext, batch_size: int):
         """The endless training pipeline of one input pipeline, batches of ``batch_size``."""

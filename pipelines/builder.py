@@ -16,8 +16,9 @@ import tensorflow as tf
 from pipelines import augment as augment_lib
 from pipelines import mix as mix_lib
 from pipelines import preprocess
+from pipelines import service as service_lib
 from pipelines.skipping import SkipCounter, default_skip_counter, map_skipping_errors
-from pipelines.sources import check_labels, get_source
+from pipelines.sources import FolderSource, TFRecordSource, check_labels, get_source
 
 AUTOTUNE = tf.data.AUTOTUNE
 DEFAULT_SHUFFLE_BUFFER = 1024  # records per input pipeline, as the official ImageNet input
@@ -60,11 +61,14 @@ def _cast_images(images, dtype: str):
     return tf.cast(images, dtype)
 
 
-def _make_preprocess(training, image_size, dtype, *, augment, crop_fraction, fast_decode):
-    """``fn(record) -> (image, label)`` for ``map_skipping_errors``."""
+def _make_preprocess(training, image_size, dtype, *, augment, crop, resize_method, fast_decode):
+    """``fn(record) -> (image, label)`` for ``map_skipping_errors``; ``crop`` holds the crop
+    options of the mode (``crop_area_range``, ``crop_aspect_range``, ``flip`` or
+    ``crop_fraction``)."""
     if training:
-        train_fn = preprocess.make_train_preprocess(image_size, augment=augment,
-                                                    fast_decode=fast_decode)
+        train_fn = preprocess.make_train_preprocess(
+            image_size, augment=augment, resize_method=resize_method, fast_decode=fast_decode,
+            **crop)
 
         @tf.autograph.experimental.do_not_convert
         def preprocess_train(record):
@@ -72,8 +76,8 @@ def _make_preprocess(training, image_size, dtype, *, augment, crop_fraction, fas
             return _cast_images(image, dtype), record["label"]
 
         return preprocess_train
-    eval_fn = preprocess.make_eval_preprocess(image_size, crop_fraction=crop_fraction,
-                                              fast_decode=fast_decode)
+    eval_fn = preprocess.make_eval_preprocess(image_size, resize_method=resize_method,
+                                              fast_decode=fast_decode, **crop)
 
     @tf.autograph.experimental.do_not_convert
     def preprocess_eval(record):
@@ -123,7 +127,11 @@ def build(
     mix_per_image: bool = False,
     num_classes: int | None = None,
     one_hot: bool = False,
-    crop_fraction: float | None = None,
+    crop_area_range=preprocess.AREA_RANGE,
+    crop_aspect_range=preprocess.ASPECT_RATIO_RANGE,
+    flip: bool = True,
+    crop_fraction: float | str | None = None,
+    resize_method: str = "bicubic",
     fast_decode: bool = False,
     input_context: tf.distribute.InputContext | None = None,
     cache=False,
@@ -134,6 +142,9 @@ def build(
     shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER,
     dtype: str = "float32",
     skip_counter: SkipCounter | None = None,
+    data_service: str | None = None,
+    data_service_mode: str | None = None,
+    data_service_job_name: str | None = None,
     **source_options,
 ) -> tf.data.Dataset:
     """A batched ``tf.data.Dataset`` of ``(images, labels)``; see ``pipelines`` for the API."""
@@ -147,6 +158,15 @@ def build(
     dtype = tf.as_dtype(dtype).name if isinstance(dtype, tf.DType) else dtype
     _check_options(batch_size, dtype, mixing, training, augment, one_hot, num_classes, source,
                    pad_remainder, repeat)
+    preprocess.check_crop_ranges(crop_area_range, crop_aspect_range)
+    preprocess.eval_crop_fraction(image_size, crop_fraction)
+    preprocess.check_resize_method(resize_method)
+    if not isinstance(flip, bool):
+        raise ValueError(f"flip must be True or False, got {flip!r}")
+    if data_service is not None:
+        service_mode = _check_service(data_service, data_service_mode, data_service_job_name,
+                                      training, source, input_context)
+        input_context = None  # the service distributes the work, the pipeline must not shard
     counter = skip_counter or default_skip_counter()
     pipeline_id = 0 if input_context is None else input_context.input_pipeline_id
     deterministic = seed is not None or not training
@@ -170,12 +190,14 @@ def build(
         records = tf.data.Dataset.zip((records, seeds)).map(_with_seed)
     # Mixing needs float images; otherwise cast each image before batching (fewer bytes).
     output_dtype = "float32" if mixing else dtype
+    crop = (dict(crop_area_range=crop_area_range, crop_aspect_range=crop_aspect_range,
+                 flip=flip) if training else dict(crop_fraction=crop_fraction))
     images = map_skipping_errors(
         records,
         _make_preprocess(training, image_size, output_dtype, augment=make_augment(
             augment, randaugment_layers=randaugment_layers,
-            randaugment_magnitude=randaugment_magnitude), crop_fraction=crop_fraction,
-            fast_decode=fast_decode),
+            randaugment_magnitude=randaugment_magnitude), crop=crop,
+            resize_method=resize_method, fast_decode=fast_decode),
         counter=counter, name=f"{source.name}[{split}]", deterministic=deterministic,
     )
     if pad_remainder:
@@ -210,7 +232,25 @@ def build(
     # The skip counter is the only state outside the pipeline, and no part of the data
     # position: iterators checkpoint (exact resume) without it.
     options.experimental_external_state_policy = tf.data.experimental.ExternalStatePolicy.IGNORE
+    batches = batches.with_options(options)
+    if data_service is not None:
+        batches = service_lib.distribute(batches, data_service, service_mode,
+                                         data_service_job_name)
     return batches.prefetch(AUTOTUNE).with_options(options)
+
+
+def _check_service(data_service, mode, job_name, training, source, input_context) -> str:
+    """The processing mode for ``data_service=`` (see ``pipelines.service``)."""
+    service_lib.check_address(data_service)
+    if not training:
+        raise ValueError("data_service= is for training pipelines (an evaluation reads its "
+                         "split once, in order, on the trainer)")
+    if input_context is not None and input_context.num_input_pipelines > 1 and not job_name:
+        raise ValueError(
+            f"data_service= with {input_context.num_input_pipelines} input pipelines needs "
+            "data_service_job_name= (the same in every trainer) so that they share one job "
+            "instead of each reading the whole dataset")
+    return service_lib.choose_mode(mode, isinstance(source, (TFRecordSource, FolderSource)))
 
 
 def _pad_remainder(images: tf.data.Dataset, batch_size: int) -> tf.data.Dataset:

@@ -1,8 +1,17 @@
 """Decode, crop, resize, flip: the official EfficientNet input preprocessing.
 
-REFERENCE.md section 4. Train: a random-sized crop sampled from the image's shape and decoded
-alone (``decode_and_crop_jpeg``), bicubic resize, random horizontal flip. Eval: the centred
-square of side ``int(size / (size + CROP_PADDING) * min(h, w))``, bicubic resize.
+The official recipe (tensorflow/tpu ``models/official/efficientnet/preprocessing.py``).
+Train: a random-sized crop (area 0.08-1 of the image, aspect 3/4-4/3, min object covered 0.1,
+10 attempts, else the eval crop) sampled from the image's shape and decoded alone
+(``decode_and_crop_jpeg``), bicubic resize, random horizontal flip. Eval: the centred square
+of side ``int(size / (size + CROP_PADDING) * min(h, w))``, bicubic resize.
+
+Knobs for other data, official values by default: the crop's area and aspect ranges
+(``crop_area_range=(1.0, 1.0)``: the whole image, never cropped), ``flip`` (off for digits
+and text), the eval ``crop_fraction`` (``"none"``: the whole image resized to a square, what
+small low-resolution images need: a 0.5 crop at 32 px throws half the digit away) and
+``resize_method`` (``"bilinear"`` is NVIDIA's EfficientNet input, DeepLearningExamples
+``TensorFlow2/Classification/ConvNets``; cheaper than bicubic).
 
 Every function here maps tensors to tensors with no Python-side state, so it gives the same
 result eagerly and inside ``Dataset.map``. Random ops are stateless and take an explicit
@@ -26,6 +35,8 @@ AREA_RANGE = (0.08, 1.0)
 ASPECT_RATIO_RANGE = (3.0 / 4.0, 4.0 / 3.0)
 MIN_OBJECT_COVERED = 0.1
 MAX_ATTEMPTS = 10
+NO_CROP = "none"  # eval crop_fraction: resize the whole image, aspect not kept
+RESIZE_METHODS = ("bicubic", "bilinear")
 # libjpeg can decode at 1/2, 1/4 or 1/8 scale (DCT scaling), far cheaper than decoding whole.
 JPEG_SCALES = (2, 4, 8)
 
@@ -51,7 +62,8 @@ def image_size_of(image_size: int | None = None, variant=None) -> int:
 def center_crop_size(height, width, image_size: int, crop_fraction: float | None = None):
     """Side of the eval crop: ``int(image_size / (image_size + 32) * min(height, width))``.
 
-    With ``crop_fraction`` (e.g. 0.875) the side is ``int(crop_fraction * min(h, w))``.
+    With ``crop_fraction`` (e.g. 0.875) the side is ``int(crop_fraction * min(h, w))``
+    (``"none"`` is no square crop: see ``center_crop_window``).
     Computed in float64 so that it equals the Python expression exactly (float32 can round
     e.g. ``380 / 412 * 412`` up to 380 where Python gets 379).
     """
@@ -63,17 +75,44 @@ def center_crop_size(height, width, image_size: int, crop_fraction: float | None
 
 def eval_crop_fraction(image_size: int, crop_fraction: float | None = None) -> float:
     """The share of the short side the eval crop keeps: 0.875 at 224, 0.949 at 600."""
-    if crop_fraction is None:
+    if crop_fraction is None or crop_fraction == NO_CROP:
         return image_size / (image_size + CROP_PADDING)
-    if isinstance(crop_fraction, bool) or not 0.0 < float(crop_fraction) <= 1.0:
-        raise ValueError(f"crop_fraction must be in (0, 1], got {crop_fraction!r}")
+    if isinstance(crop_fraction, (bool, str)) or not 0.0 < float(crop_fraction) <= 1.0:
+        raise ValueError(f"crop_fraction must be None, a number in (0, 1] or {NO_CROP!r}, got "
+                         f"{crop_fraction!r}")
     return float(crop_fraction)
 
 
+def check_crop_ranges(crop_area_range, crop_aspect_range):
+    """The training crop's ranges as float pairs: ``0 < lo <= hi <= 1`` for the area (a
+    fraction of the image), ``0 < lo <= hi`` for the aspect (width / height)."""
+    ranges = []
+    for name, value, top in (("crop_area_range", crop_area_range, 1.0),
+                             ("crop_aspect_range", crop_aspect_range, float("inf"))):
+        try:
+            lo, hi = (float(v) for v in value)
+        except (TypeError, ValueError):
+            lo = hi = float("nan")
+        if not 0.0 < lo <= hi <= top:
+            bound = " <= 1" if top == 1.0 else ""
+            raise ValueError(f"{name} must be (lo, hi) with 0 < lo <= hi{bound}, got {value!r}")
+        ranges.append((lo, hi))
+    return tuple(ranges)
+
+
+def check_resize_method(resize_method: str) -> str:
+    if resize_method not in RESIZE_METHODS:
+        raise ValueError(f"resize_method must be one of {RESIZE_METHODS}, got {resize_method!r}")
+    return resize_method
+
+
 def center_crop_window(image_shape, image_size: int, crop_fraction: float | None = None):
-    """``[offset_y, offset_x, height, width]`` of the centred square eval crop."""
+    """``[offset_y, offset_x, height, width]`` of the centred square eval crop (the whole
+    image when ``crop_fraction="none"``)."""
     height = tf.cast(image_shape[0], tf.int32)
     width = tf.cast(image_shape[1], tf.int32)
+    if crop_fraction == NO_CROP:
+        return tf.stack([0, 0, height, width])
     side = center_crop_size(height, width, image_size, crop_fraction)
     return tf.stack([(height - side + 1) // 2, (width - side + 1) // 2, side, side])
 
@@ -91,9 +130,12 @@ def random_crop_window(
     """``[offset_y, offset_x, height, width]`` of a random-sized training crop.
 
     When every attempt fails the sampler returns the whole image; the official recipe then
-    falls back to the eval center crop, and so does this.
+    falls back to the eval center crop, and so does this. An area range of ``(1.0, 1.0)``
+    asks for the whole image itself: no sampling, no fallback.
     """
     image_shape = tf.cast(image_shape, tf.int32)
+    if float(area_range[0]) >= 1.0:
+        return tf.stack([0, 0, image_shape[0], image_shape[1]])
     begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
         image_shape,
         bounding_boxes=tf.constant([[[0.0, 0.0, 1.0, 1.0]]]),
@@ -161,10 +203,11 @@ def random_flip(image, seed: Seed) -> tf.Tensor:
     return tf.image.stateless_random_flip_left_right(image, seed)
 
 
-def resize(image, image_size: int) -> tf.Tensor:
-    """Bicubic resize to a square, float32 clipped to [0, 255] (bicubic overshoots edges)."""
+def resize(image, image_size: int, method: str = "bicubic") -> tf.Tensor:
+    """Resize to a square (``tf.image.resize``, antialias off as in the official input),
+    float32 clipped to [0, 255] (bicubic overshoots at edges)."""
     # Same result, but TF's bicubic kernel is about 35% faster on float32 input than on uint8.
-    image = tf.image.resize(tf.cast(image, tf.float32), [image_size, image_size], method="bicubic")
+    image = tf.image.resize(tf.cast(image, tf.float32), [image_size, image_size], method=method)
     return tf.clip_by_value(image, 0.0, 255.0)
 
 
@@ -179,17 +222,22 @@ def make_train_preprocess(
     image_size: int,
     *,
     augment: Callable | None = None,
-    area_range=AREA_RANGE,
-    aspect_ratio_range=ASPECT_RATIO_RANGE,
+    crop_area_range=AREA_RANGE,
+    crop_aspect_range=ASPECT_RATIO_RANGE,
+    flip: bool = True,
+    resize_method: str = "bicubic",
     fast_decode: bool = False,
 ) -> Callable:
     """``fn(image_bytes, seed) -> float32 [image_size, image_size, 3]`` for training.
 
     ``augment`` is an ``fn(uint8 image, seed) -> uint8 image`` applied after the resize
     (``pipelines.augment.randaugment(...)`` or ``autoaugment()``), as the official recipe does.
-    ``fast_decode``: decode large JPEG crops at a reduced scale (see ``decode_and_crop``).
+    ``crop_area_range``, ``crop_aspect_range``, ``flip``, ``resize_method``: see the module
+    doc. ``fast_decode``: decode large JPEG crops at a reduced scale (see ``decode_and_crop``).
     """
     image_size = check_image_size(image_size)
+    area_range, aspect_ratio_range = check_crop_ranges(crop_area_range, crop_aspect_range)
+    check_resize_method(resize_method)
 
     @tf.autograph.experimental.do_not_convert  # plain TF ops; autograph only slows tracing
     def preprocess(image_bytes, seed):
@@ -208,8 +256,9 @@ def make_train_preprocess(
             min_size=image_size if fast_decode else None,
         )
         # Flipping commutes with the (symmetric) resize; on the small uint8 crop it is cheaper.
-        image = random_flip(image, flip_seed)
-        image = resize(image, image_size)
+        if flip:
+            image = random_flip(image, flip_seed)
+        image = resize(image, image_size, resize_method)
         if augment is not None:
             image = tf.cast(augment(to_uint8(image), augment_seed), tf.float32)
         return tf.ensure_shape(image, [image_size, image_size, 3])
@@ -218,12 +267,14 @@ def make_train_preprocess(
 
 
 def make_eval_preprocess(
-    image_size: int, *, crop_fraction: float | None = None, fast_decode: bool = False
+    image_size: int, *, crop_fraction: float | str | None = None, resize_method: str = "bicubic",
+    fast_decode: bool = False,
 ) -> Callable:
-    """``fn(image_bytes) -> float32 [image_size, image_size, 3]``: center crop and resize;
-    ``fast_decode`` as in ``make_train_preprocess``."""
+    """``fn(image_bytes) -> float32 [image_size, image_size, 3]``: center crop (none when
+    ``crop_fraction="none"``) and resize; ``fast_decode`` as in ``make_train_preprocess``."""
     image_size = check_image_size(image_size)
     eval_crop_fraction(image_size, crop_fraction)  # fail here, not inside Dataset.map
+    check_resize_method(resize_method)
 
     @tf.autograph.experimental.do_not_convert
     def preprocess(image_bytes):
@@ -231,6 +282,7 @@ def make_eval_preprocess(
             image_bytes, lambda shape: center_crop_window(shape, image_size, crop_fraction),
             min_size=image_size if fast_decode else None,
         )
-        return tf.ensure_shape(resize(image, image_size), [image_size, image_size, 3])
+        return tf.ensure_shape(resize(image, image_size, resize_method),
+                               [image_size, image_size, 3])
 
     return preprocess
