@@ -62,7 +62,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.lr_schedule = "exponential"  # exponential | cosine | constant
     c.lr_decay_rate = 0.97
     c.lr_decay_epochs = 2.4
-    c.optimizer = "rmsprop"  # rmsprop | sgd | adam
+    c.optimizer = "rmsprop_tf"  # rmsprop_tf (TF1's, the paper's) | rmsprop (Keras') | sgd | adam
     c.rmsprop_rho = 0.9
     c.momentum = 0.9
     c.optimizer_epsilon = 1e-3
@@ -96,7 +96,8 @@ _POSITIVE_INTS = ("global_batch_size", "epochs", "steps_per_execution", "checkpo
 _CHOICES = {
     "augment": ("none", "autoaugment", "randaugment"),
     "lr_schedule": ("exponential", "cosine", "constant"),
-    "optimizer": ("rmsprop", "sgd", "adam"),
+    "optimizer": ("rmsprop_tf", "rmsprop", "sgd", "adam"),
+    "resize_method": ("bicubic", "bilinear"),
     "checkpoint_data_position": ("auto", "true", "false"),
 }
 
@@ -117,5 +118,27 @@ def validate(config) -> None:
             raise ValueError(f"config.{name} must be >= 0, got {config[name]!r}")
     if not config.ema_decay < 1 or not config.label_smoothing < 1:
         raise ValueError("config.ema_decay and config.label_smoothing must be < 1")
+    for name, top in (("crop_area_range", 1.0), ("crop_aspect_range", float("inf"))):
+        lo, hi = _pair(config, name)
+        if not 0 < lo <= hi <= top:
+            raise ValueError(f"config.{name} must be (low, high) with 0 < low <= high"
+                             + (" <= 1" if top == 1.0 else "") + f", got {config[name]!r}")
+    crop = config.eval_crop_fraction
+    if crop is not None and crop != "none" and (
+            isinstance(crop, (bool, str)) or not 0 < float(crop) <= 1):
+        raise ValueError("config.eval_crop_fraction must be None (the official size / "
+                         f"(size + 32)), a fraction in (0, 1] or 'none', got {crop!r}")
+    if config.data_service is not None and "://" not in config.data_service:
+        raise ValueError("config.data_service must be an address like grpc://host:port, got "
+                         f"{config.data_service!r}")
     if config.steps_per_epoch is not None and config.steps_per_epoch < 1:
         raise ValueError(f"config.steps_per_epoch must be >= 1, got {config.steps_per_epoch!r}")
+
+
+def _pair(config, name) -> tuple[float, float]:
+    value = config[name]
+    try:
+        lo, hi = (float(v) for v in value)
+    except (TypeError, ValueError):
+        raise ValueError(f"config.{name} must be two numbers (low, high), got {value!r}") from None
+    return lo, hi

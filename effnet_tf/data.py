@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 
 import tensorflow as tf
@@ -24,14 +25,71 @@ def random_batches(batch_size: int, image_size: int, num_classes: int, seed: int
 
 
 def resolve_source(config, model_dir: str):
-    """The ``pipelines`` source of the config's dataset; ``synthetic`` writes its JPEG folder
-    once under ``<model_dir>/data`` and holds out 20% for validation."""
+    """The ``pipelines`` source of the config's dataset. ``synthetic`` writes its JPEG folder
+    once (under ``data_dir``, default ``<model_dir>/data``) and holds out 20% for validation.
+    ``data_dir`` is TFDS's data_dir for ``tfds:`` datasets; any other dataset names its files
+    itself, so a ``data_dir`` there is refused rather than silently ignored."""
     if config.dataset == SYNTHETIC:
-        root = os.path.join(model_dir, "data")
+        root = config.data_dir or os.path.join(model_dir, "data")
         write_image_folder(root, num_classes=config.num_classes or 4, seed=config.seed)
         return pipelines.get_source(root, validation_fraction=0.2)
-    options = {"data_dir": config.data_dir} if config.dataset.startswith("tfds:") else {}
-    return pipelines.get_source(config.dataset, **options)
+    options = {}
+    if config.dataset.startswith("tfds:"):
+        options["data_dir"] = config.data_dir
+    elif config.data_dir:
+        raise ValueError(
+            f"--data_dir={config.data_dir!r} is for tfds: datasets (and synthetic); dataset "
+            f"{config.dataset!r} is read from where it names: drop --data_dir, or give the "
+            "folder or TFRecords as --dataset")
+    source = pipelines.get_source(config.dataset, **options)
+    if config.get("label_offset") is not None:  # absent in older runs' config.json
+        if not isinstance(source, pipelines.TFRecordSource):
+            raise ValueError(f"config.label_offset is for TFRecord datasets; {config.dataset!r} "
+                             f"is a {type(source).__name__}")
+        source = pipelines.get_source(config.dataset, label_offset=config.label_offset)
+    return source
+
+
+def count_examples(source, split: str, model_dir: str) -> int:
+    """Examples in ``split``: from the source when it knows (TFDS metadata, metadata.json),
+    else counted once by reading the split and remembered in ``<model_dir>/dataset_size.json``.
+    A TFDS dataset that is not prepared yet is prepared first (as reading it would)."""
+    count = source.num_examples(split)
+    if count is None and isinstance(source, pipelines.TFDSSource):
+        _prepare_tfds(source)
+        count = source.num_examples(split)
+    if count is not None:
+        return count
+    cache = os.path.join(model_dir, "dataset_size.json")
+    key = f"{source.name}|{split}"
+    known = {}
+    if tf.io.gfile.exists(cache):
+        with tf.io.gfile.GFile(cache) as f:
+            known = json.load(f)
+    if key not in known:
+        print(f"Counting the examples of {source.name} split {split!r} (once; kept in {cache}; "
+              "set --config.steps_per_epoch to skip) ...", flush=True)
+        known[key] = int(source.records(split).reduce(
+            tf.constant(0, tf.int64), lambda n, _: n + 1).numpy())
+        tf.io.gfile.makedirs(model_dir)
+        with tf.io.gfile.GFile(cache + ".tmp", "w") as f:
+            json.dump(known, f, indent=2)
+        tf.io.gfile.rename(cache + ".tmp", cache, overwrite=True)
+    return known[key]
+
+
+def _prepare_tfds(source) -> None:
+    if not getattr(source, "download", True):
+        raise ValueError(f"{source.name} is not prepared in its data_dir and download is off")
+    try:
+        source.builder.download_and_prepare()
+    except Exception as e:  # TFDS raises many kinds (manual downloads, network, disk)
+        why = " ".join(str(e).split())[:600] or type(e).__name__
+        raise ValueError(
+            f"dataset {source.name} is not prepared in data_dir {source.builder.data_dir!r} and "
+            f"preparing it failed: {why} (prepare it once with `tfds build "
+            f"{source.name[5:]} --data_dir DIR` and pass --data_dir DIR)") from e
+    source._prepared = True
 
 
 @dataclasses.dataclass
@@ -40,19 +98,24 @@ class DataSpec:
     source: object
     image_size: int
     num_classes: int
-    train_examples: int | None
+    model_dir: str
 
     @classmethod
     def from_config(cls, config, image_size: int, model_dir: str) -> "DataSpec":
         if config.dataset == RANDOM:
-            return cls(config, None, image_size, config.num_classes or 1000, None)
+            return cls(config, None, image_size, config.num_classes or 1000, model_dir)
         source = resolve_source(config, model_dir)
         num_classes = config.num_classes or source.num_classes
         if source.num_classes and num_classes != source.num_classes:
             raise ValueError(f"config num_classes={num_classes} but dataset {config.dataset!r} "
                              f"has {source.num_classes} classes")
-        return cls(config, source, image_size, num_classes,
-                   source.num_examples(config.train_split))
+        return cls(config, source, image_size, num_classes, model_dir)
+
+    def train_examples(self) -> int | None:
+        """Examples in the training split (counted once if the source does not know)."""
+        if self.source is None:
+            return None
+        return count_examples(self.source, self.config.train_split, self.model_dir)
 
     def dataset(self, split, training, batch_size, input_context=None, pad_remainder=False):
         c = self.config
@@ -61,7 +124,8 @@ class DataSpec:
             return data if training else data.take(2)
         return pipelines.build(
             self.source, split, image_size=self.image_size, batch_size=batch_size,
-            training=training, augment=None if c.augment == "none" else c.augment,
+            training=training,
+            augment=c.augment if training and c.augment != "none" else None,
             randaugment_layers=c.randaugment_layers,
             randaugment_magnitude=c.randaugment_magnitude,
             mixup_alpha=c.mixup_alpha if training else 0.0,

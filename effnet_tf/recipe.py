@@ -12,6 +12,8 @@ import math
 import keras
 import tensorflow as tf
 
+from effnet_tf.optimizers import RMSpropTF
+
 REFERENCE_BATCH = 256
 
 
@@ -67,7 +69,10 @@ def learning_rate_schedule(config, steps_per_epoch: int) -> WarmupDecay:
 
 def create_optimizer(config, steps_per_epoch: int) -> keras.optimizers.Optimizer:
     lr = learning_rate_schedule(config, steps_per_epoch)
-    if config.optimizer == "rmsprop":
+    if config.optimizer == "rmsprop_tf":  # the paper's: TF1 semantics (effnet_tf.optimizers)
+        optimizer = RMSpropTF(lr, rho=config.rmsprop_rho, momentum=config.momentum,
+                              epsilon=config.optimizer_epsilon)
+    elif config.optimizer == "rmsprop":  # Keras' (accumulator from 0: larger first steps)
         optimizer = keras.optimizers.RMSprop(lr, rho=config.rmsprop_rho,
                                              momentum=config.momentum,
                                              epsilon=config.optimizer_epsilon)
@@ -76,7 +81,8 @@ def create_optimizer(config, steps_per_epoch: int) -> keras.optimizers.Optimizer
     elif config.optimizer == "adam":
         optimizer = keras.optimizers.Adam(lr, epsilon=config.optimizer_epsilon)
     else:
-        raise ValueError(f"optimizer must be rmsprop, sgd or adam, got {config.optimizer!r}")
+        raise ValueError(f"optimizer must be rmsprop_tf, rmsprop, sgd or adam, "
+                         f"got {config.optimizer!r}")
     if keras.mixed_precision.dtype_policy().name == "mixed_float16":
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     return optimizer

@@ -43,6 +43,9 @@ class RunDir:
     def checkpoint_dir(self, strategy=None) -> str:
         return self._worker_path("checkpoints", strategy)
 
+    def has_checkpoint(self) -> bool:
+        return tf.train.latest_checkpoint(self.checkpoint_dir(None)) is not None
+
     def log_dir(self, strategy) -> str:
         return self._worker_path("logs", strategy)
 
@@ -62,9 +65,11 @@ class RunDir:
         tf.io.gfile.rename(tmp, self._file(name), overwrite=True)
 
     def check_compatible(self, identity: dict) -> None:
-        """Refuses a model_dir whose run trained another model, before anything is written."""
+        """Refuses a model_dir whose checkpoints hold another model, before anything is
+        written. Only checkpoints bind a model_dir: after a run that failed before its first
+        checkpoint, a corrected command may use the same directory."""
         saved = self.read_json(CONFIG_FILE)
-        if not saved or "identity" not in saved:
+        if not saved or "identity" not in saved or not self.has_checkpoint():
             return
         diff = {k: (saved["identity"].get(k), v) for k, v in identity.items()
                 if saved["identity"].get(k) != v}

@@ -98,12 +98,7 @@ class Trainer:
 
         self.scaling = scaling_from_config(config)
         self.data = DataSpec.from_config(config, self.scaling.resolution, model_dir)
-        self.steps_per_epoch = config.steps_per_epoch or (
-            self.data.train_examples // config.global_batch_size)
-        if not self.steps_per_epoch:
-            raise ValueError(
-                f"dataset {config.dataset!r} has {self.data.train_examples} training examples, "
-                f"fewer than one global batch of {config.global_batch_size}")
+        self.steps_per_epoch = config.steps_per_epoch or self._steps_per_epoch_of_data()
         self.total_steps = config.epochs * self.steps_per_epoch
         self.run_dir.check_compatible(self.identity())
 
@@ -131,6 +126,17 @@ class Trainer:
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, self.run_dir.checkpoint_dir(self.strategy),
             max_to_keep=config.keep_checkpoints, step_counter=self.optimizer.iterations)
+
+    def _steps_per_epoch_of_data(self) -> int:
+        examples = self.data.train_examples()
+        if examples is None:
+            raise ValueError(f"dataset {self.config.dataset!r} is endless: set "
+                             "--config.steps_per_epoch")
+        if examples < self.config.global_batch_size:
+            raise ValueError(
+                f"dataset {self.config.dataset!r} has {examples} training examples, fewer than "
+                f"one global batch of {self.config.global_batch_size}: lower --batch_size")
+        return examples // self.config.global_batch_size
 
     def identity(self) -> dict:
         """What a model_dir's checkpoints must agree with to be resumed."""

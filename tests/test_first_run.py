@@ -1,0 +1,205 @@
+"""A first real run, as a user makes it: the CLIs in subprocesses with the shipped defaults
+(only sizes and step counts changed) on small real data, through evaluation, kill, resume,
+extension and export.
+
+Real data: scikit-learn's digits (real scans) written as an image folder, and TFRecord
+shards of crops of the photos that ship with scikit-image and scikit-learn.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+from train_utils import REPO, run_module
+
+# The default recipe (augmentation, EMA, the official optimizer), a tiny scaling at 32 px.
+TINY = ["--variant=b0", "--config.width_coefficient=0.25", "--config.depth_coefficient=0.25",
+        "--image_size=32", "--batch_size=8"]
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory):
+    """scikit-learn's digits as a 32 px image folder ``train/<digit>/`` + ``val/<digit>/``."""
+    from sklearn.datasets import load_digits
+
+    root = tmp_path_factory.mktemp("digits")
+    scans = load_digits()
+    for i in range(200):
+        split = "train" if i < 160 else "val"
+        folder = root / split / str(scans.target[i])
+        folder.mkdir(parents=True, exist_ok=True)
+        pixels = (scans.images[i] / 16 * 255).astype("uint8")
+        Image.fromarray(pixels).convert("RGB").resize((32, 32)).save(folder / f"{i}.jpg")
+    return str(root)
+
+
+def photo_crops(count, seed=0):
+    """(jpeg bytes, label) of random crops of three shipped photos (label = which photo)."""
+    import skimage.data
+    from sklearn.datasets import load_sample_image
+
+    photos = [skimage.data.astronaut(), skimage.data.coffee(), load_sample_image("china.jpg")]
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(count):
+        label = i % len(photos)
+        photo = photos[label]
+        h, w = rng.integers(60, 160, 2)
+        y, x = rng.integers(0, photo.shape[0] - h), rng.integers(0, photo.shape[1] - w)
+        out.append((tf.io.encode_jpeg(photo[y:y + h, x:x + w]).numpy(), label))
+    return out
+
+
+def write_shards(folder, split, examples, num_shards, label_offset):
+    """ImageNet-layout TFRecords (``image/encoded``, ``image/class/label``), no metadata.json."""
+    os.makedirs(folder, exist_ok=True)
+    for shard in range(num_shards):
+        path = os.path.join(folder, f"{split}-{shard:05d}-of-{num_shards:05d}")
+        with tf.io.TFRecordWriter(path) as writer:
+            for encoded, label in examples[shard::num_shards]:
+                feature = {
+                    "image/encoded": tf.train.Feature(bytes_list=tf.train.BytesList(
+                        value=[encoded])),
+                    "image/class/label": tf.train.Feature(int64_list=tf.train.Int64List(
+                        value=[label + label_offset])),
+                }
+                writer.write(tf.train.Example(features=tf.train.Features(
+                    feature=feature)).SerializeToString())
+
+
+def train(model_dir, *args, timeout=600):
+    return run_module("effnet_tf.train", *TINY, f"--model_dir={model_dir}", *args,
+                      timeout=timeout)
+
+
+def done_line(out):
+    lines = [line for line in out.stdout.splitlines() if line.startswith("Done at step")]
+    assert lines, out.stdout[-3000:] + out.stderr[-3000:]
+    return json.loads(lines[-1].split(": ", 1)[1])
+
+
+def checkpoints(model_dir):
+    state = tf.train.get_checkpoint_state(os.path.join(model_dir, "checkpoints"))
+    return [int(p.rsplit("-", 1)[1]) for p in state.all_model_checkpoint_paths] if state else []
+
+
+def test_default_recipe_trains_and_evaluates_two_epochs_on_real_scans(digits, tmp_path):
+    out = train(tmp_path / "run", f"--dataset={digits}", "--epochs=2",
+                "--config.steps_per_epoch=3")
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = done_line(out)
+    assert result["step"] == 6 and result["epoch"] == 2
+    assert 0.0 <= result["top1"] <= 1.0 and result["top5"] >= result["top1"]
+    config = json.load(open(tmp_path / "run" / "config.json"))["config"]
+    assert config["augment"] == "autoaugment" and config["ema_decay"] == 0.9999
+    assert config["optimizer"] == "rmsprop_tf"
+
+
+def test_kill_resume_finish_then_extend_with_more_epochs(digits, tmp_path):
+    """SIGKILL from outside after several rotated checkpoints; the same command resumes and
+    finishes; more epochs extend the finished run. Then evaluate, predict and export it."""
+    run = tmp_path / "run"
+    args = [f"--dataset={digits}", "--epochs=3", "--config.steps_per_epoch=4",
+            "--config.checkpoint_every_steps=2", "--config.keep_checkpoints=2"]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    proc = subprocess.Popen([sys.executable, "-m", "effnet_tf.train", *TINY,
+                             f"--model_dir={run}", *args], cwd=REPO, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not [s for s in checkpoints(run) if s >= 6] and proc.poll() is None:
+        assert time.monotonic() < deadline, "no checkpoint at step 6 in 300 s"
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    kept = checkpoints(run)
+    assert len(kept) == 2 and max(kept) >= 6  # rotation deleted the first ones
+
+    resumed = train(run, *args)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"resuming at step {max(kept)}" in resumed.stdout
+    assert done_line(resumed)["step"] == 12
+
+    extended = train(run, *args[:1], "--epochs=4", *args[2:])
+    assert extended.returncode == 0, extended.stderr[-3000:]
+    assert "resuming at step 12" in extended.stdout
+    assert done_line(extended)["step"] == 16 and checkpoints(run)[-1] == 16
+
+    evaluated = run_module("effnet_tf.evaluate", f"--model_dir={run}")
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    assert "step 16" in evaluated.stdout and "top1" in evaluated.stdout
+
+    image = os.path.join(digits, "val", "3", os.listdir(os.path.join(digits, "val", "3"))[0])
+    predicted = run_module("effnet_tf.predict", f"--model_dir={run}", "--top_k=3", image)
+    assert predicted.returncode == 0, predicted.stderr[-3000:]
+    classes = predicted.stdout.strip().splitlines()[-1].split(": ", 1)[1].split(", ")
+    assert len(classes) == 3 and all(c.split()[0] in "0123456789" for c in classes)
+
+    exported = run_module("effnet_tf.export", f"--model_dir={run}", "--format=keras",
+                          f"--output={tmp_path / 'digits.keras'}")
+    assert exported.returncode == 0, exported.stderr[-3000:]
+    import keras
+
+    model = keras.saving.load_model(tmp_path / "digits.keras")
+    probs = model.predict(np.zeros((2, 32, 32, 3), "float32"), verbose=0)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_tfrecords_without_metadata_are_counted_and_0_based_labels_have_a_flag(tmp_path):
+    shards = str(tmp_path / "shards")
+    write_shards(shards, "train", photo_crops(48), num_shards=2, label_offset=0)
+    write_shards(shards, "validation", photo_crops(12, seed=1), num_shards=1, label_offset=0)
+    common = [f"--dataset={shards}", "--config.num_classes=3", "--epochs=1"]
+
+    wrong = train(tmp_path / "wrong", *common)  # ImageNet's 1-based labels assumed
+    assert wrong.returncode != 0
+    assert "label" in wrong.stderr and "-1" in wrong.stderr, wrong.stderr[-2000:]
+
+    out = train(tmp_path / "run", *common, "--label_offset=0")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "Counting the examples" in out.stdout
+    assert done_line(out)["step"] == 48 // 8
+    sizes = json.load(open(tmp_path / "run" / "dataset_size.json"))
+    assert list(sizes.values()) == [48]
+
+
+def test_data_dir_is_refused_where_it_would_be_ignored(digits, tmp_path):
+    out = train(tmp_path / "run", f"--dataset={digits}", f"--data_dir={tmp_path}")
+    assert out.returncode != 0
+    assert "--data_dir" in out.stderr and "is for tfds: datasets" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_an_unprepared_tfds_dataset_says_so(tmp_path):
+    out = train(tmp_path / "run", "--dataset=tfds:imagenet2012", f"--data_dir={tmp_path}")
+    assert out.returncode != 0
+    assert "is not prepared in data_dir" in out.stderr, out.stderr[-2000:]
+    assert "Traceback" not in out.stderr and "TypeError" not in out.stderr
+
+
+def test_a_failed_first_run_does_not_bind_its_model_dir(digits, tmp_path):
+    run = tmp_path / "run"
+    failed = train(run, f"--dataset={digits}", "--epochs=1", "--config.steps_per_epoch=2",
+                   "--config.base_learning_rate=1e38")  # diverges before its first checkpoint
+    assert failed.returncode != 0 and "loss became" in failed.stderr
+    assert os.path.exists(run / "config.json") and not checkpoints(run)
+    fixed = train(run, f"--dataset={digits}", "--epochs=1", "--config.steps_per_epoch=2",
+                  "--config.width_coefficient=0.5")
+    assert fixed.returncode == 0, fixed.stderr[-3000:]
+
+
+def test_shipped_recipes_are_taken_by_name(tmp_path):
+    out = run_module("effnet_tf.train", "--config=cpu_smoke", f"--model_dir={tmp_path}",
+                     "--epochs=1", "--config.steps_per_epoch=2")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert done_line(out)["step"] == 2
+    bad = run_module("effnet_tf.train", "--config=no_such_recipe", f"--model_dir={tmp_path}")
+    assert bad.returncode != 0
+    assert "neither a file nor a shipped recipe" in bad.stderr
+    assert "small_images" in bad.stderr and "tpu" in bad.stderr
