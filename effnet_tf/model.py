@@ -7,9 +7,10 @@ import os
 import keras
 from keras import layers
 
-from effnet_tf import blocks
-from effnet_tf.normalization import normalize_layer
-from effnet_tf.scaling import MIN_IMAGE_SIZE, Scaling, survival_prob
+from effnet_tf import blocks, weight_sets
+from effnet_tf import weights as weights_lib
+from effnet_tf.normalization import for_weights, normalize_layer
+from effnet_tf.scaling import MIN_IMAGE_SIZE, VARIANTS, Scaling, survival_prob
 
 POOLINGS = (None, "avg", "max")
 
@@ -48,12 +49,13 @@ def _check_args(scaling, classes, input_shape, pooling, dropout, drop_connect_ra
         raise ValueError(f"dropout must be in [0, 1) or None, got {dropout!r}")
     if not 0 <= drop_connect_rate < 1:
         raise ValueError(f"drop_connect_rate must be in [0, 1), got {drop_connect_rate!r}")
-    if weights is not None and not (
-        isinstance(weights, (str, os.PathLike)) and os.path.isfile(weights)
+    if weights is not None and not _is_set(weights) and not (
+        isinstance(weights, (str, os.PathLike))
+        and (os.path.isfile(weights) or weights_lib.is_checkpoint(weights))
     ):
         raise ValueError(
-            f"weights must be None or the path of an existing weights file "
-            f"(nothing is downloaded), got {weights!r}"
+            f"weights must be None, a weight set ({', '.join(weight_sets.SETS)}) or the path "
+            f"of an existing weights file or TF checkpoint, got {weights!r}"
         )
     if input_shape is None:
         return (scaling.resolution, scaling.resolution, 3)
@@ -74,6 +76,29 @@ def _check_args(scaling, classes, input_shape, pooling, dropout, drop_connect_ra
     return input_shape
 
 
+def _is_set(weights) -> bool:
+    return isinstance(weights, str) and weights in weight_sets.SETS
+
+
+def _check_weight_set(weights, scaling, include_top, classes) -> weight_sets.WeightFile:
+    """The published file for ``weights=<set name>``: the scaling must be a published
+    variant's width and depth, the set must have it, and a top must have its 1000 classes."""
+    variant = next((name for name, (w, d, _, _) in VARIANTS.items()
+                    if (w, d) == (scaling.width_coefficient, scaling.depth_coefficient)), None)
+    if variant is None:
+        raise ValueError(
+            f"weights={weights!r} needs the width and depth of a published variant "
+            f"({', '.join(VARIANTS)}), got {scaling.width_coefficient:g}, "
+            f"{scaling.depth_coefficient:g}")
+    entry = weight_sets.weight_file(weights, variant)
+    if include_top and classes != 1000:
+        raise ValueError(
+            f"weights={weights!r} with include_top=True needs classes=1000 (its classifier), "
+            f"got classes={classes}; use include_top=False to add your own head, or "
+            f"effnet_tf.weights.load(model, {weights!r}, skip_mismatch=True)")
+    return entry
+
+
 def EfficientNet(
     variant="b0",
     *,
@@ -86,6 +111,7 @@ def EfficientNet(
     include_preprocessing: bool = True,
     classifier_activation="softmax",
     weights=None,
+    normalization=None,
     name=None,
     features_only: bool = False,
 ) -> keras.Model:
@@ -101,9 +127,15 @@ def EfficientNet(
       dropout: rate before the classifier; default the variant's.
       drop_connect_rate: stochastic depth; block i of N drops with ``rate * i / N``.
       include_preprocessing: inputs are RGB floats in [0, 255], normalized inside the model
-        with the ImageNet mean and standard deviation; False: feed normalized inputs.
+        as the weights expect (see ``normalization``); False: feed normalized inputs.
       classifier_activation: activation of ``predictions``; None returns logits.
-      weights: None (random) or the path of a keras.applications-style weights file.
+      weights: None (random); a published set, fetched once into ``$KERAS_HOME/models``:
+        "imagenet" (keras.applications' files), "baseline", "autoaugment", "randaugment",
+        "advprop", "noisy-student", "noisy-student-475" (``python -m effnet_tf.weights
+        list``); or the path of a by-name ``.h5`` file or an official TF checkpoint.
+        A set's classifier needs ``classes=1000``; ``include_top=False`` drops it.
+      normalization: "imagenet" (``(x - mean) / std``) or "advprop" (``x / 127.5 - 1``);
+        default the one ``weights`` were trained with ("advprop" for that set only).
       name: model name; default "efficientnetb0" etc.
       features_only: return the five feature maps at strides 2, 4, 8, 16, 32 (a list, see
         ``feature_info``) instead of the head.
@@ -112,12 +144,16 @@ def EfficientNet(
       A ``keras.Model``. Layer names equal keras.applications' (``block6d_project_bn``).
     """
     scaling = Scaling.resolve(variant)
+    if _is_set(weights):
+        entry = _check_weight_set(weights, scaling, include_top and not features_only, classes)
+        input_shape = input_shape or (entry.resolution, entry.resolution, 3)
     input_shape = _check_args(scaling, classes, input_shape, pooling, dropout,
                               drop_connect_rate, include_preprocessing, weights)
     dropout = scaling.dropout_rate if dropout is None else dropout
 
     inputs = keras.Input(shape=input_shape, name="input_layer")
-    x = normalize_layer()(inputs) if include_preprocessing else inputs
+    normalization = normalization or for_weights(weights)
+    x = normalize_layer(kind=normalization)(inputs) if include_preprocessing else inputs
     x = blocks.conv_bn(x, scaling.stem_filters, 3, 2, name="stem_")
 
     all_blocks = scaling.blocks()
@@ -144,8 +180,6 @@ def EfficientNet(
 
     model = keras.Model(inputs, outputs, name=name or _default_name(scaling))
     if weights is not None:
-        from effnet_tf import weights as weights_lib
-
         weights_lib.load(model, weights)
     return model
 
