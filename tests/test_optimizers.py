@@ -4,8 +4,8 @@
 MirroredStrategy on two logical CPUs (in a subprocess: logical devices must be set before TF
 starts)."""
 
-import json
 import os
+import re
 import subprocess
 import sys
 
@@ -25,7 +25,7 @@ SCALES = [1e-4, 1e-2, 1.0, 10.0, 0.3]
 
 
 def schedule():
-    """Warm-up then halving every 2 steps: the learning rate changes at almost every step."""
+    """Warm-up then halving every 2 steps: the rate changes 5 times in 10 steps."""
     return WarmupDecay(peak=0.1, warmup_steps=4, total_steps=STEPS, decay_rate=0.5,
                        decay_steps=2)
 
@@ -215,3 +215,141 @@ def test_checkpoint_resume_equals_uninterrupted(tmp_path, build_first):
     assert state[0] == ("iteration", 6) and resumed_state[0] == ("iteration", 6)
     for (name, value), (_, resumed_value) in zip(state, resumed_state):
         np.testing.assert_array_equal(value, resumed_value, err_msg=name)
+
+
+def test_config_round_trip_with_a_schedule():
+    optimizer = RMSpropTF(schedule(), rho=0.8, momentum=0.5, epsilon=1e-4, clipnorm=2.0)
+    config = keras.optimizers.serialize(optimizer)
+    assert config["registered_name"] == "effnet_tf>RMSpropTF"
+    again = keras.optimizers.deserialize(config)
+    assert isinstance(again, RMSpropTF)
+    assert (again.rho, again.momentum, again.epsilon, again.clipnorm) == (0.8, 0.5, 1e-4, 2.0)
+    assert float(again.learning_rate) == pytest.approx(0.025)  # the schedule's first rate
+    assert again.get_config() == optimizer.get_config()
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"rho": 1.0}, "rho must be in [0, 1), got 1.0"),
+    ({"momentum": -0.1}, "momentum must be in [0, 1), got -0.1"),
+    ({"epsilon": 0.0}, "epsilon must be > 0, got 0.0"),
+])
+def test_bad_arguments_are_named(kwargs, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        RMSpropTF(0.1, **kwargs)
+
+
+def test_compile_fit_save_load(tmp_path):
+    """``fit`` lowers the loss; a saved .keras model reloads the optimizer and its slots and
+    then continues exactly like the original."""
+    (x, y), = batches(1)
+    model = tiny_model()
+    model.compile(optimizer=RMSpropTF(schedule()),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    history = model.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0)
+    assert history.history["loss"][1] < history.history["loss"][0]
+    model.save(tmp_path / "model.keras")
+    loaded = keras.models.load_model(tmp_path / "model.keras")
+    assert isinstance(loaded.optimizer, RMSpropTF)
+    assert int(loaded.optimizer.iterations.numpy()) == 2
+    for (name, a), (_, b) in zip(optimizer_state(model.optimizer),
+                                 optimizer_state(loaded.optimizer)):
+        np.testing.assert_array_equal(a, b, err_msg=name)
+    for m in (model, loaded):
+        m.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0)
+    for a, b in zip(model.weights, loaded.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
+
+
+def test_loss_scale_optimizer_unscales_and_skips_overflow():
+    """Under mixed_float16 the trainer wraps it in LossScaleOptimizer: scaled gradients give
+    the TF1 steps, and an overflowing step leaves weights and accumulators untouched."""
+    shape, lrs = (5,), [0.05] * 4
+    grads = [g[0] for g in gradients([shape], steps=4)]
+    variable = keras.Variable(initial_values([shape])[0])
+    inner = RMSpropTF(0.05)
+    optimizer = keras.optimizers.LossScaleOptimizer(inner)
+    optimizer.build([variable])  # as the trainer does
+
+    @tf.function
+    def step(g):
+        optimizer.apply_gradients([(g * optimizer.dynamic_scale, variable)])
+
+    expected = list(tf1_rmsprop(initial_values([shape])[0], grads, lrs))
+    for t in range(2):
+        step(tf.constant(grads[t]))
+    np.testing.assert_allclose(variable.numpy(), expected[1][0], rtol=1e-6, atol=1e-6)
+    before, rms_before = variable.numpy(), slot(inner, variable, "rms")
+    scale = float(optimizer.dynamic_scale.numpy())
+    step(tf.constant([np.inf, 1, 1, 1, 1], tf.float32))
+    np.testing.assert_array_equal(variable.numpy(), before)
+    np.testing.assert_array_equal(slot(inner, variable, "rms"), rms_before)
+    assert float(optimizer.dynamic_scale.numpy()) == scale / 2
+    for t in range(2, 4):
+        step(tf.constant(grads[t]))
+    np.testing.assert_allclose(variable.numpy(), expected[3][0], rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(slot(inner, variable, "rms"), expected[3][1], rtol=1e-6)
+
+
+def test_mirrored_on_two_cpus_equals_one_device(tmp_path):
+    out = tmp_path / "results.npz"
+    subprocess.run([sys.executable, os.path.abspath(__file__), str(out)], check=True,
+                   env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"), timeout=300)
+    results = np.load(out)
+    assert int(results["replicas"]) == 2
+    names = [k[len("one/"):] for k in results if k.startswith("one/")]
+    assert len(names) == 2 * 4  # 4 weights and their rms slots
+    for name in names:
+        np.testing.assert_allclose(results[f"mirrored/{name}"], results[f"one/{name}"],
+                                   rtol=1e-5, atol=1e-6, err_msg=name)
+        np.testing.assert_array_equal(results[f"mirrored/{name}"],
+                                      results[f"mirrored_replica1/{name}"], err_msg=name)
+
+
+def train_distributed(strategy, steps=4, global_batch=16):
+    """Steps of a custom loop, the trainer's way: per-replica loss over the global batch."""
+    with strategy.scope():
+        model, optimizer = tiny_model(), RMSpropTF(schedule())
+        optimizer.build(model.trainable_variables)
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="none")
+    data = batches(steps)
+    dataset = tf.data.Dataset.from_tensor_slices(
+        (np.concatenate([x for x, _ in data]), np.concatenate([y for _, y in data])))
+    dataset = strategy.experimental_distribute_dataset(dataset.batch(global_batch))
+
+    def replica_step(x, y):
+        with tf.GradientTape() as tape:
+            loss = tf.nn.compute_average_loss(loss_fn(y, model(x, training=True)),
+                                              global_batch_size=global_batch)
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+
+    @tf.function
+    def step(batch):
+        strategy.run(replica_step, args=batch)
+
+    for batch in dataset:
+        step(batch)
+    rms = [v for v in optimizer.variables if v.name.endswith("_rms")]
+    tracked = list(model.trainable_variables) + rms
+    names = [f"weight_{i}" for i in range(len(rms))] + [f"rms_{i}" for i in range(len(rms))]
+    replicas = [[np.asarray(r) for r in strategy.experimental_local_results(v.value)]
+                for v in tracked]
+    return names, replicas
+
+
+def main(out):
+    """Subprocess of the mirrored test: two logical CPUs exist only if set before TF starts."""
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    results = {}
+    names, one = train_distributed(tf.distribute.get_strategy())
+    results.update({f"one/{n}": r[0] for n, r in zip(names, one)})
+    mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    names, two = train_distributed(mirrored)
+    results.update({f"mirrored/{n}": r[0] for n, r in zip(names, two)})
+    results.update({f"mirrored_replica1/{n}": r[1] for n, r in zip(names, two)})
+    np.savez(out, replicas=mirrored.num_replicas_in_sync, **results)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
