@@ -114,6 +114,7 @@ def EfficientNet(
     normalization=None,
     name=None,
     features_only: bool = False,
+    remat=False,
 ) -> keras.Model:
     """Builds an EfficientNet as a Keras functional model.
 
@@ -139,11 +140,16 @@ def EfficientNet(
       name: model name; default "efficientnetb0" etc.
       features_only: return the five feature maps at strides 2, 4, 8, 16, 32 (a list, see
         ``feature_info``) instead of the head.
+      remat: recompute MBConv blocks in the backward pass, keeping only block inputs (less
+        training memory, more compute): False; "all" (or True) every block; "high_res" the
+        stride-2..8 stages (1-3), where most activation memory is. See
+        ``blocks.EfficientNetModel``; ``benchmarks/train_memory.py`` measures it.
 
     Returns:
       A ``keras.Model``. Layer names equal keras.applications' (``block6d_project_bn``).
     """
     scaling = Scaling.resolve(variant)
+    remat = blocks.check_remat(remat)
     if _is_set(weights):
         entry = _check_weight_set(weights, scaling, include_top and not features_only, classes)
         input_shape = input_shape or (entry.resolution, entry.resolution, 3)
@@ -178,7 +184,7 @@ def EfficientNet(
         else:
             outputs = x
 
-    model = keras.Model(inputs, outputs, name=name or _default_name(scaling))
+    model = blocks.functional_model(inputs, outputs, name or _default_name(scaling), remat)
     if weights is not None:
         weights_lib.load(model, weights)
     return model
