@@ -55,10 +55,15 @@ def md5_of(path) -> str:
     return digest.hexdigest()
 
 
+def keras_home() -> str:
+    """``$KERAS_HOME`` as set now (Keras reads it once, at import), else Keras' own."""
+    from keras.src.backend.config import keras_home as keras_default
+
+    return os.environ.get("KERAS_HOME") or keras_default()
+
+
 def cache_dir() -> str:
     """``$KERAS_HOME/models``, where keras.applications keeps its weight files."""
-    from keras.src.backend.config import keras_home
-
     return os.path.join(keras_home(), CACHE_SUBDIR)
 
 
@@ -73,8 +78,10 @@ def fetch(url: str, md5: str | None) -> str:
     md5 = expected_md5(fname, md5)
     origin = resolve_url(url)
     path = os.path.join(cache_dir(), fname)
+    os.makedirs(cache_dir(), exist_ok=True)  # else get_file falls back to /tmp/.keras
     try:
-        return keras.utils.get_file(fname, origin, cache_subdir=CACHE_SUBDIR, file_hash=md5,
+        return keras.utils.get_file(fname, origin, cache_dir=keras_home(),
+                                    cache_subdir=CACHE_SUBDIR, file_hash=md5,
                                     hash_algorithm="md5")
     except ValueError:
         if md5 is None or not os.path.exists(path):
