@@ -172,7 +172,7 @@ def make_train_step(model, optimizer):
     @tf.function
     def train_step(x, y):
         with tf.GradientTape() as tape:
-            loss = loss_fn(y, model(x, training=True))
+            loss = optimizer.scale_loss(loss_fn(y, model(x, training=True)))
         grads = tape.gradient(loss, model.trainable_variables)
         optimizer.apply_gradients(zip(grads, model.trainable_variables))
         return loss
@@ -184,22 +184,29 @@ def optimizer_state(optimizer):
     return [(v.name, v.numpy()) for v in optimizer.variables]
 
 
-@pytest.mark.parametrize("build_first", [True, False], ids=["built", "deferred"])
-def test_checkpoint_resume_equals_uninterrupted(tmp_path, build_first):
+def new_optimizer(loss_scaled):
+    optimizer = RMSpropTF(schedule())
+    return keras.optimizers.LossScaleOptimizer(optimizer) if loss_scaled else optimizer
+
+
+@pytest.mark.parametrize("build_first, loss_scaled", [(True, False), (False, False),
+                                                      (True, True)],
+                         ids=["built", "deferred", "built_loss_scaled"])
+def test_checkpoint_resume_equals_uninterrupted(tmp_path, build_first, loss_scaled):
     """3 steps, save, restore into a fresh model + optimizer, 3 steps == 6 steps, bit for bit."""
     data = batches(6)
-    model, optimizer = tiny_model(), RMSpropTF(schedule())
+    model, optimizer = tiny_model(), new_optimizer(loss_scaled)
     step = make_train_step(model, optimizer)
     for x, y in data:
         step(x, y)
 
-    first, first_opt = tiny_model(), RMSpropTF(schedule())
+    first, first_opt = tiny_model(), new_optimizer(loss_scaled)
     step = make_train_step(first, first_opt)
     for x, y in data[:3]:
         step(x, y)
     path = tf.train.Checkpoint(model=first, optimizer=first_opt).save(str(tmp_path / "ckpt"))
 
-    resumed, resumed_opt = tiny_model(seed=7), RMSpropTF(schedule())
+    resumed, resumed_opt = tiny_model(seed=7), new_optimizer(loss_scaled)
     if build_first:  # the trainer builds first, then restores
         resumed_opt.build(resumed.trainable_variables)
     status = tf.train.Checkpoint(model=resumed, optimizer=resumed_opt).restore(path)
@@ -211,8 +218,10 @@ def test_checkpoint_resume_equals_uninterrupted(tmp_path, build_first):
     for a, b in zip(model.weights, resumed.weights):
         np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
     state, resumed_state = optimizer_state(optimizer), optimizer_state(resumed_opt)
-    assert len(state) == len(resumed_state) == 1 + 2 * len(model.trainable_weights)
-    assert state[0] == ("iteration", 6) and resumed_state[0] == ("iteration", 6)
+    slots = 2 * len(model.trainable_weights)
+    extra = 4 if loss_scaled else 0  # the wrapper's own iteration, lr, step counter, scale
+    assert len(state) == len(resumed_state) == 1 + slots + extra
+    assert int(optimizer.iterations.numpy()) == int(resumed_opt.iterations.numpy()) == 6
     for (name, value), (_, resumed_value) in zip(state, resumed_state):
         np.testing.assert_array_equal(value, resumed_value, err_msg=name)
 
