@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import ml_collections
 
+from effnet_tf import scaling as scaling_lib
+
 
 def get_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
@@ -91,6 +93,8 @@ def get_config() -> ml_collections.ConfigDict:
     return c
 
 
+STRATEGIES = ("auto", "cpu", "one_device", "mirrored", "multi_worker", "tpu")
+PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 _POSITIVE_INTS = ("global_batch_size", "epochs", "steps_per_execution", "checkpoint_every_steps",
                   "keep_checkpoints", "log_every_steps", "cpu_devices")
 _CHOICES = {
@@ -99,6 +103,9 @@ _CHOICES = {
     "optimizer": ("rmsprop_tf", "rmsprop", "sgd", "adam"),
     "resize_method": ("bicubic", "bilinear"),
     "checkpoint_data_position": ("auto", "true", "false"),
+    "strategy": STRATEGIES,
+    "mixed_precision": PRECISIONS,
+    "jit_compile": ("auto", "true", "false"),
 }
 
 
@@ -131,8 +138,14 @@ def validate(config) -> None:
     if config.data_service is not None and "://" not in config.data_service:
         raise ValueError("config.data_service must be an address like grpc://host:port, got "
                          f"{config.data_service!r}")
-    if config.steps_per_epoch is not None and config.steps_per_epoch < 1:
-        raise ValueError(f"config.steps_per_epoch must be >= 1, got {config.steps_per_epoch!r}")
+    for name in ("steps_per_epoch", "eval_steps"):
+        if config.get(name) is not None and config[name] < 1:
+            raise ValueError(f"config.{name} must be >= 1 (or None: the whole split), got "
+                             f"{config[name]!r}")
+    if config.num_classes is not None and config.num_classes < 2:
+        raise ValueError(f"config.num_classes must be >= 2 (or None: the dataset's), got "
+                         f"{config.num_classes!r}")
+    _check_model(config)
 
 
 def _pair(config, name) -> tuple[float, float]:
@@ -142,3 +155,87 @@ def _pair(config, name) -> tuple[float, float]:
     except (TypeError, ValueError):
         raise ValueError(f"config.{name} must be two numbers (low, high), got {value!r}") from None
     return lo, hi
+
+
+def model_scaling(config) -> scaling_lib.Scaling:
+    """The model's scaling: the formula when ``phi`` is set, else the variant's table row;
+    then the config's width, depth, size and dropout overrides."""
+    if config.phi is not None:
+        scaling = scaling_lib.Scaling.from_phi(config.phi, config.alpha, config.beta,
+                                               config.gamma)
+    else:
+        scaling = scaling_lib.Scaling.variant(config.variant)
+    overrides = {k: v for k, v in {
+        "width_coefficient": config.width_coefficient,
+        "depth_coefficient": config.depth_coefficient,
+        "resolution": config.image_size,
+        "dropout_rate": config.dropout,
+    }.items() if v is not None}
+    return scaling.replace(**overrides)
+
+
+def _check_model(config) -> None:
+    """phi or the coefficients, and both within the bounds of effnet_tf.scaling. phi with
+    image_size is allowed: the formula at another base resolution (as ``scale fit`` prints)."""
+    lo, hi = scaling_lib.MIN_COEFFICIENT, scaling_lib.MAX_COEFFICIENT
+    bounds = (f"width and depth coefficients in [{lo:g}, {hi:g}], image size in "
+              f"[{scaling_lib.MIN_IMAGE_SIZE}, {scaling_lib.MAX_IMAGE_SIZE}]")
+    if config.phi is not None:
+        given = [f"config.{f}={config[f]!r}" for f in ("width_coefficient", "depth_coefficient")
+                 if config[f] is not None]
+        if given:
+            raise ValueError(
+                f"config.phi={config.phi:g} and {given[0]} are both set: phi sets the width "
+                "and depth coefficients by the formula; give phi (and image_size for another "
+                "resolution) or the coefficients, not both")
+        for name in ("alpha", "beta", "gamma"):
+            if not 0 < config[name] < float("inf"):
+                raise ValueError(f"config.{name} must be a positive number, got "
+                                 f"{config[name]!r}")
+        gamma = 1.0 if config.image_size is not None else config.gamma  # size given
+        low, high = scaling_lib.phi_bounds(config.alpha, config.beta, gamma)
+        if not low <= config.phi <= high:
+            raise ValueError(
+                f"config.phi={config.phi:g} is out of range: with alpha={config.alpha:g}, "
+                f"beta={config.beta:g}, gamma={config.gamma:g} phi must be in "
+                f"[{low:.2f}, {high:.2f}] ({bounds})")
+    for name in ("width_coefficient", "depth_coefficient"):
+        if config[name] is not None and not lo <= config[name] <= hi:
+            raise ValueError(f"config.{name}={config[name]:g} is out of range [{lo:g}, {hi:g}]")
+    if config.image_size is not None:
+        scaling_lib.check_image_size(config.image_size, "config.image_size")
+    for name in ("dropout", "drop_connect_rate"):
+        if config[name] is not None and not 0 <= config[name] < 1:
+            raise ValueError(f"config.{name} must be in [0, 1), got {config[name]!r}")
+    scaling = model_scaling(config)
+    if scaling.resolution > scaling_lib.MAX_IMAGE_SIZE:
+        batch = config.global_batch_size
+        size = activation_bytes(scaling, batch)
+        raise ValueError(
+            f"config.image_size={scaling.resolution} is above {scaling_lib.MAX_IMAGE_SIZE} "
+            f"pixels, the largest accepted: one training batch of {batch} would keep about "
+            f"{_human_bytes(size)} of activations ({_human_bytes(size / batch)} per image; an "
+            "estimate: the float32 feature maps kept for the backward pass)")
+
+
+def activation_bytes(scaling: scaling_lib.Scaling, batch_size: int = 1) -> float:
+    """Estimated float32 activations a training step keeps for the backward pass: the output
+    of every convolution, its batch norm and its activation (hand-counted from the block
+    structure, no Keras: a guide to memory, not a measurement)."""
+    size = -(-scaling.resolution // 2)
+    values = 3 * scaling.stem_filters * size**2
+    for block in scaling.blocks():
+        if block.expand_ratio != 1:
+            values += 3 * block.expanded_filters * size**2
+        size = -(-size // block.strides)
+        values += 4 * block.expanded_filters * size**2  # depthwise, BN, swish, SE multiply
+        values += 2 * block.filters_out * size**2  # project conv, BN
+    values += 3 * scaling.head_filters * size**2
+    return 4.0 * values * batch_size
+
+
+def _human_bytes(n: float) -> str:
+    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6)):
+        if n >= scale:
+            return f"{n / scale:.3g} {unit}"
+    return f"{n / 1e3:.3g} kB"

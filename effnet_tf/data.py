@@ -42,12 +42,30 @@ def resolve_source(config, model_dir: str):
             f"{config.dataset!r} is read from where it names: drop --data_dir, or give the "
             "folder or TFRecords as --dataset")
     source = pipelines.get_source(config.dataset, **options)
+    if isinstance(source, pipelines.TFRecordSource):
+        check_tfrecords(source, (config.train_split, config.eval_split))
     if config.get("label_offset") is not None:  # absent in older runs' config.json
         if not isinstance(source, pipelines.TFRecordSource):
             raise ValueError(f"config.label_offset is for TFRecord datasets; {config.dataset!r} "
                              f"is a {type(source).__name__}")
         source = pipelines.get_source(config.dataset, label_offset=config.label_offset)
     return source
+
+
+def check_tfrecords(source, splits) -> None:
+    """Reads the first record of each split's first file, so that a file that is not a
+    TFRecord is named at once (TensorFlow's DataLossError, later, names no file)."""
+    for split in dict.fromkeys(splits):
+        try:
+            first = source.files(split)[0]
+        except FileNotFoundError:
+            continue  # a missing split is reported where it is read
+        try:
+            for _ in tf.data.TFRecordDataset(first).take(1):
+                pass
+        except tf.errors.DataLossError:
+            raise ValueError(f"dataset file {first!r} is not a TFRecord file (its first record "
+                             "does not read: another format, compressed, or corrupt)") from None
 
 
 def count_examples(source, split: str, model_dir: str) -> int:

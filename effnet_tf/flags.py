@@ -1,19 +1,31 @@
-"""Command-line flags shared by train, evaluate, export: a config file plus shorthands.
+"""Command-line flags shared by train, evaluate, export: a config file plus shorthands; and
+what every command shares: one-line usage errors and a quiet start-up.
 
     --config configs/tpu.py --config.global_batch_size=1024   (any field)
     --variant b4 --dataset tfds:imagenet2012 --strategy mirrored  (shorthands for common ones)
+
+Every command parses and checks its flags (and the config) before it imports TensorFlow,
+which takes 5-8 s, so a mistake is reported at once as one line ``<command>: error: ...``
+that names the flag and what it accepts: no traceback and no help text before it (absl's
+``UsageError`` prints the whole module docstring first). This module must not import
+TensorFlow.
 """
 
 from __future__ import annotations
 
+import contextlib
+import difflib
+import importlib.abc
 import importlib.util
 import os
+import re
 import sys
+import tempfile
 
-from absl import app, flags
+from absl import flags, logging
 from ml_collections import config_flags
 
-from effnet_tf import runtime
+from effnet_tf.config import PRECISIONS, STRATEGIES, get_config
 
 DEFAULT_CONFIG = os.path.join(os.path.dirname(__file__), "config.py")
 RECIPES = "effnet_tf.configs"  # configs/ of the repository, installed under this name
@@ -32,38 +44,163 @@ def recipe_path(spec: str) -> str:
     """``--config`` as given: a recipe file (``configs/tpu.py``, with an optional ``:arg``)
     or the name of a shipped recipe (``tpu``, ``small_images``)."""
     path, sep, arg = spec.partition(":")
-    if os.path.exists(path) or os.sep in path or path.endswith(".py"):
+    if os.path.isfile(path):
         return spec
+    if os.path.exists(path) or os.sep in path or path.endswith(".py"):
+        raise ValueError(f"--config={spec!r}: no such recipe file (give a file with "
+                         f"get_config() or a shipped recipe: {', '.join(recipe_names())})")
     shipped = os.path.join(recipes_folder(), f"{path}.py")
     if not os.path.isfile(shipped):
-        raise app.UsageError(f"--config={spec!r} is neither a file nor a shipped recipe "
-                             f"({', '.join(recipe_names())})")
+        raise ValueError(f"--config={spec!r} is neither a file nor a shipped recipe "
+                         f"({', '.join(recipe_names())})")
     return shipped + sep + arg
+
+
+def _prog() -> str:
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    return spec.name if spec else os.path.basename(sys.argv[0])
 
 
 def fail(message: str, code: int = 2):
     """Ends a command with one line on stderr, ``<command>: error: <message>``, no traceback."""
-    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
-    prog = spec.name if spec else os.path.basename(sys.argv[0])
-    sys.stderr.write(f"{prog}: error: {message}\n")
+    sys.stderr.write(f"{_prog()}: error: {message}\n")
     sys.exit(code)
 
 
-def parse_flags(argv: list[str]) -> list[str]:
-    """absl's parsing, with ``--config NAME`` resolved to the shipped recipe's file first."""
-    argv = list(argv)
+def warn(message: str) -> None:
+    """One line on stderr, ``<command>: warning: <message>``; the command goes on."""
+    sys.stderr.write(f"{_prog()}: warning: {message}\n")
+    sys.stderr.flush()
+
+
+def _config_spec(argv: list[str]) -> str | None:
     for i, arg in enumerate(argv[1:], 1):
         if arg == "--":
             break
         if arg.startswith("--config="):
-            argv[i] = "--config=" + recipe_path(arg[len("--config="):])
-        elif arg == "--config" and i + 1 < len(argv):
-            argv[i + 1] = recipe_path(argv[i + 1])
+            return arg[len("--config="):]
+        if arg == "--config" and i + 1 < len(argv):
+            return argv[i + 1]
+    return None
+
+
+def _recipe_error(spec: str, error: Exception) -> str:
+    """One line for a recipe file that does not load (ml_collections raises it raw)."""
+    if isinstance(error, SyntaxError):
+        return (f"--config={spec}: the recipe does not compile: {error.msg} "
+                f"({error.filename}, line {error.lineno})")
+    if isinstance(error, AttributeError) and "get_config" in str(error):
+        return f"--config={spec}: the recipe file has no get_config() function"
+    why = " ".join(str(error).split()) or type(error).__name__
+    return f"--config={spec}: loading the recipe failed: {type(error).__name__}: {why}"
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl's parsing for ``app.run(main, flags_parser=parse_flags)``: ``--config NAME``
+    resolved to the shipped recipe's file, every error as one line, then quiet logs."""
+    argv = list(argv)
+    spec = _config_spec(argv) if "config" in flags.FLAGS else None
     try:
-        return flags.FLAGS(argv)
+        for i, arg in enumerate(argv[1:], 1):
+            if spec is None or arg == "--":
+                break
+            if arg.startswith("--config="):
+                argv[i] = "--config=" + recipe_path(arg[len("--config="):])
+            elif arg == "--config" and i + 1 < len(argv):
+                argv[i + 1] = recipe_path(argv[i + 1])
+        rest = flags.FLAGS(argv)
     except flags.Error as e:
-        sys.stderr.write(f"FATAL Flags parsing error: {e}\n")
-        sys.exit(1)
+        fail(" ".join(str(e).split()))
+    except ValueError as e:
+        fail(str(e))
+    except Exception as e:  # a recipe that does not load, raised as is by ml_collections
+        if spec is None:
+            raise
+        fail(_recipe_error(spec, e))
+    quiet_logs()
+    return rest
+
+
+def quiet_logs() -> None:
+    """Without ``--verbosity``: absl logs warnings and up, and TensorFlow's C++ start-up lines
+    (oneDNN, CPU instructions, ...) are off (``TF_CPP_MIN_LOG_LEVEL=2``, errors still shown),
+    so the lines on screen are the command's. ``--verbosity=0`` (INFO) or more shows them
+    all; a TF_CPP_MIN_LOG_LEVEL the user set wins. Call before TensorFlow is imported."""
+    verbosity = flags.FLAGS["verbosity"]
+    if verbosity.present:
+        level = min(3, max(0, -int(verbosity.value)))
+    else:
+        logging.set_verbosity(logging.WARNING)
+        level = 2
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", str(level))
+    if os.environ["TF_CPP_MIN_LOG_LEVEL"] != "0" and "tensorflow" not in sys.modules:
+        sys.meta_path.insert(0, _QuietTensorFlowImport())
+
+
+# TensorFlow 2.21 logs its C++ start-up INFO lines (oneDNN) through Abseil before
+# absl::InitializeLog, where TF_CPP_MIN_LOG_LEVEL does not reach (abseil-cpp PR #1957), so
+# they are held back at the file-descriptor level while TensorFlow is imported.
+_LOG_LINE = re.compile(r"WARNING: |[IWEF]\d{4} \d\d:\d\d:\d\d")
+_CHATTER = re.compile(r"WARNING: All log messages before absl::InitializeLog|I\d{4} ")
+
+
+@contextlib.contextmanager
+def _startup_lines_held():
+    """stderr (fd 2) into a file while the block runs, then written back without the C++
+    INFO lines (and the lines continuing them)."""
+    sys.stderr.flush()
+    with tempfile.TemporaryFile() as held:
+        saved = os.dup(2)
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            held.seek(0)
+            dropping = False
+            for line in held.read().decode(errors="replace").splitlines(keepends=True):
+                if _LOG_LINE.match(line):
+                    dropping = bool(_CHATTER.match(line))
+                if not dropping:
+                    sys.stderr.write(line)
+            sys.stderr.flush()
+
+
+class _QuietTensorFlowImport(importlib.abc.MetaPathFinder):
+    """Imports ``tensorflow``, whoever asks first, with its start-up lines held back."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "tensorflow":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.loader is not None:
+            exec_module = spec.loader.exec_module
+
+            def quiet_exec_module(module):
+                with _startup_lines_held():
+                    exec_module(module)
+
+            spec.loader.exec_module = quiet_exec_module
+        return spec
+
+
+def _check_config_overrides(argv: list[str]) -> None:
+    """Unknown ``--config.<field>`` in one line (ml_collections raises three chained
+    tracebacks while the flag is being defined)."""
+    fields = list(get_config())
+    for arg in argv[1:]:
+        if arg == "--":
+            break
+        if arg.startswith("--config."):
+            name = arg[len("--config."):].split("=", 1)[0].split(".", 1)[0]
+            if name not in fields:
+                close = difflib.get_close_matches(name, fields, n=3)
+                hint = f"; did you mean {' or '.join(close)}?" if close else ""
+                fail(f"--config.{name}: the config has no field {name!r}{hint} "
+                     "(--helpfull lists the fields)")
+
 
 # shorthand flag -> config field
 SHORTHANDS = {
@@ -77,10 +214,14 @@ SHORTHANDS = {
 
 
 def define_flags() -> None:
-    config_flags.DEFINE_config_file(
-        "config", DEFAULT_CONFIG, "Recipe: a shipped name (tpu, small_images, ...) or a file with get_config() "
-        "(default: the paper's ImageNet recipe).",
-        lock_config=True)
+    _check_config_overrides(sys.argv)
+    try:
+        config_flags.DEFINE_config_file(
+            "config", DEFAULT_CONFIG, "Recipe: a shipped name (tpu, small_images, ...) or a "
+            "file with get_config() (default: the paper's ImageNet recipe).",
+            lock_config=True)
+    except (AttributeError, KeyError, ValueError, TypeError) as e:  # a --config.<x> override
+        fail(f"bad --config override: {' '.join(str(e).split())}")
     flags.DEFINE_string("model_dir", None, "Run directory: checkpoints, logs, config "
                         "(local or gs://). A second run with the same directory resumes.")
     flags.DEFINE_string("variant", None, "Published variant b0..b7, b8, l2.")
@@ -95,10 +236,10 @@ def define_flags() -> None:
     flags.DEFINE_integer("label_offset", None, "TFRecords: subtracted from image/class/label "
                          "(default 1, ImageNet's 1-based labels, unless metadata.json says); "
                          "0 for 0-based shards.")
-    flags.DEFINE_enum("strategy", None, list(runtime.STRATEGIES), "Distribution strategy.")
+    flags.DEFINE_enum("strategy", None, list(STRATEGIES), "Distribution strategy.")
     flags.DEFINE_string("tpu", None, "TPU name/address for TPUClusterResolver ('' on Colab).")
     flags.DEFINE_enum("jit_compile", None, ["auto", "true", "false"], "XLA compilation.")
-    flags.DEFINE_enum("mixed_precision", None, list(runtime.PRECISIONS), "Precision policy.")
+    flags.DEFINE_enum("mixed_precision", None, list(PRECISIONS), "Precision policy.")
     flags.DEFINE_integer("steps_per_execution", None, "Steps per compiled call (TPU: 100+).")
     flags.DEFINE_bool("deterministic", None, "Seeded data and deterministic ops: a resumed run "
                       "ends with the same weights as an uninterrupted one.")
@@ -115,4 +256,7 @@ def resolved_config():
         for flag, field in SHORTHANDS.items():
             if values[flag].present:
                 setattr(config, field, values[flag].value)
+    if values["variant"].present and config.phi is not None:
+        raise ValueError(f"--variant={values.variant} and phi={config.phi:g} are both given: "
+                         "phi scales B0 by the formula and the variant is the table's; give one")
     return config

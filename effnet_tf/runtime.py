@@ -9,8 +9,7 @@ import keras
 import tensorflow as tf
 from absl import logging
 
-STRATEGIES = ("auto", "cpu", "one_device", "mirrored", "multi_worker", "tpu")
-PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
+from effnet_tf.config import PRECISIONS, STRATEGIES  # there so that flags need no TensorFlow
 
 
 def configure_cpu_devices(count: int) -> None:

@@ -26,6 +26,29 @@ SE_RATIO = 0.25
 # Formula-path resolutions are rounded to this multiple (the stride-32 network pads others).
 RESOLUTION_MULTIPLE = 8
 MIN_IMAGE_SIZE = 32
+# Bounds of a trainable config (``effnet_tf.config.validate``), far outside every published
+# model: L2 is width 4.3, depth 5.3 at 800 px, EfficientDet-D7 runs at 1536 px. Below width
+# or depth 0.1 every stage is already one block of 8 channels; above the maxima one image
+# alone holds tens of GB of activations. ``Scaling`` itself accepts more (the budget solver
+# probes phi in [-30, 30]).
+MIN_COEFFICIENT, MAX_COEFFICIENT = 0.1, 8.0  # width_coefficient and depth_coefficient
+MAX_IMAGE_SIZE = 2048
+
+
+def phi_bounds(alpha: float = ALPHA, beta: float = BETA, gamma: float = GAMMA,
+               base_resolution: int = BASE_RESOLUTION) -> tuple[float, float]:
+    """The phi interval in which ``alpha**phi`` and ``beta**phi`` stay within the coefficient
+    bounds and ``base_resolution * gamma**phi`` at most ``MAX_IMAGE_SIZE``."""
+    low, high = -math.inf, math.inf
+    for base, lo, hi in ((alpha, MIN_COEFFICIENT, MAX_COEFFICIENT),
+                         (beta, MIN_COEFFICIENT, MAX_COEFFICIENT),
+                         (gamma, 0.0, MAX_IMAGE_SIZE / base_resolution)):
+        if base == 1:
+            continue
+        ends = [math.log(v) / math.log(base) if v > 0 else -math.inf * math.log(base)
+                for v in (lo, hi)]
+        low, high = max(low, min(ends)), min(high, max(ends))
+    return low, high
 
 
 class BlockSpec(NamedTuple):
@@ -98,6 +121,10 @@ def check_image_size(image_size, name: str = "image_size") -> int:
     return int(image_size)
 
 
+def _interval(bounds: tuple[float, float]) -> str:
+    return f"[{bounds[0]:.2f}, {bounds[1]:.2f}]"
+
+
 @dataclasses.dataclass(frozen=True)
 class Scaling:
     """Width, depth and resolution of one EfficientNet, and where they came from.
@@ -151,11 +178,17 @@ class Scaling:
         beta = _check_positive("beta", beta)
         gamma = _check_positive("gamma", gamma)
         base_resolution = check_image_size(base_resolution, "base_resolution")
-        raw = base_resolution * gamma**phi
+        try:
+            raw = base_resolution * gamma**phi
+            width, depth = beta**phi, alpha**phi
+        except OverflowError:
+            raise ValueError(f"phi={phi:g} is out of range: the coefficients overflow (a "
+                             f"trainable phi is in {_interval(phi_bounds(alpha, beta, gamma))})"
+                             ) from None
         resolution = max(MIN_IMAGE_SIZE, RESOLUTION_MULTIPLE * round(raw / RESOLUTION_MULTIPLE))
         dropout = min(0.5, max(0.2, 0.2 + 0.05 * phi))
         return cls(
-            f"phi{phi:g}", beta**phi, alpha**phi, resolution, dropout, source="formula", phi=phi
+            f"phi{phi:g}", width, depth, resolution, dropout, source="formula", phi=phi
         )
 
     @classmethod
