@@ -26,6 +26,24 @@ QUICKSTART = [
     new_code_cell(INSTALL),
     new_code_cell(SMALL + "\nimport numpy as np\nimport keras\nimport effnet_tf\n"
                   "print(effnet_tf.__version__, keras.__version__)"),
+    new_markdown_cell("## Pretrained weights in one argument\n\n`weights=\"imagenet\"` "
+                      "downloads keras.applications' file once into `~/.keras/models` (checked "
+                      "against its published MD5); `\"advprop\"`, `\"noisy-student\"` and the "
+                      "other official sets work the same way (`python -m effnet_tf.weights "
+                      "list`). Inputs stay RGB in [0, 255] whatever the set. Without internet "
+                      "this cell falls back to random weights."),
+    new_code_cell("import socket\n"
+                  "socket.setdefaulttimeout(20)  # fail fast where there is no internet\n"
+                  "try:\n"
+                  "    pretrained = effnet_tf.EfficientNet(\"b0\", weights=\"imagenet\")\n"
+                  "    print(\"ImageNet weights loaded\")\n"
+                  "except Exception as e:  # no network: the same model, random weights\n"
+                  "    print(f\"Note: no ImageNet weights ({str(e)[:80]}); random weights "
+                  "instead\")\n"
+                  "    pretrained = effnet_tf.EfficientNet(\"b0\")\n"
+                  "finally:\n"
+                  "    socket.setdefaulttimeout(None)\n"
+                  "print(pretrained.name, pretrained.output.shape)"),
     new_markdown_cell("## B0..B7 from the compound-scaling table\n\nParameters and FLOPs "
                       "(multiply-adds) come from the architecture, without building anything:"),
     new_code_cell("from effnet_tf.summary import format_table, summary_row\n"
@@ -50,8 +68,8 @@ QUICKSTART = [
     new_markdown_cell("## Fine-tune on a small dataset with `model.fit`\n\n"
                       "Here a generated set of coloured shapes (4 classes, real JPEGs). For "
                       "your data use a folder `root/<class>/*.jpg`, `\"tfds:tf_flowers\"` or "
-                      "TFRecords, and start from keras.applications weights with "
-                      "`weights=\"efficientnetb0_notop.h5\"`."),
+                      "TFRecords, and start from pretrained weights with a new head: "
+                      "`effnet_tf.weights.load(model, \"imagenet\", skip_mismatch=True)`."),
     new_code_cell("import pipelines\nfrom pipelines.synthetic import write_image_folder\n\n"
                   "root = write_image_folder(\"shapes\", num_classes=4)\n"
                   "scaling = Scaling(\"tiny\", 0.25, 0.25, 64, 0.2) if SMALL "
