@@ -350,3 +350,12 @@ def test_trainer_fine_tunes_from_a_set_name_with_a_new_head(served_b0, tmp_path)
         for a, b in zip(trained.get_layer(name).get_weights(),
                         source.get_layer(name).get_weights()):
             np.testing.assert_array_equal(a, b)
+
+
+def test_readme_catalogue_is_the_shipped_table():
+    with open(os.path.join(REPO, "README.md")) as f:
+        readme = f.read()
+    section = readme.split("## Pretrained weights", 1)[1].split("\n## ", 1)[0]
+    rows = [tuple(cell.strip() for cell in line.strip("|").split("|"))
+            for line in section.splitlines() if line.startswith("| ") and "---" not in line]
+    assert rows[1:] == weight_sets.table()
