@@ -16,7 +16,6 @@ import tensorflow as tf
 from pipelines import augment as augment_lib
 from pipelines import mix as mix_lib
 from pipelines import preprocess
-from pipelines import service as service_lib
 from pipelines.skipping import SkipCounter, default_skip_counter, map_skipping_errors
 from pipelines.sources import FolderSource, TFRecordSource, check_labels, get_source
 
@@ -234,6 +233,8 @@ def build(
     options.experimental_external_state_policy = tf.data.experimental.ExternalStatePolicy.IGNORE
     batches = batches.with_options(options)
     if data_service is not None:
+        from pipelines import service as service_lib  # not at import: `-m pipelines.service`
+
         batches = service_lib.distribute(batches, data_service, service_mode,
                                          data_service_job_name)
     return batches.prefetch(AUTOTUNE).with_options(options)
@@ -241,6 +242,8 @@ def build(
 
 def _check_service(data_service, mode, job_name, training, source, input_context) -> str:
     """The processing mode for ``data_service=`` (see ``pipelines.service``)."""
+    from pipelines import service as service_lib
+
     service_lib.check_address(data_service)
     if not training:
         raise ValueError("data_service= is for training pipelines (an evaluation reads its "

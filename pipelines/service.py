@@ -153,7 +153,7 @@ def main(argv=None) -> int:
                      server.target, args.work_dir, bool(args.work_dir))
     else:
         server = start_worker(args.dispatcher, args.port, args.worker_address)
-        logging.info("tf.data service worker on port %d, dispatcher %s", server._address,
+        logging.info("tf.data service worker at %s, dispatcher %s", server._address,
                      args.dispatcher)
     stopping = threading.Event()
 
