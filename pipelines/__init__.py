@@ -10,9 +10,12 @@ The one entry point::
     build(source, split="train", *, image_size=None | variant=None, batch_size,
           training=None, augment=None, randaugment_layers=2, randaugment_magnitude=10.0,
           mixup_alpha=0.0, cutmix_alpha=0.0, mix_per_image=False, num_classes=None,
-          one_hot=False, crop_fraction=None, fast_decode=False, input_context=None,
-          cache=False, seed=None, drop_remainder=None, pad_remainder=False, repeat=None,
-          shuffle_buffer=1024, dtype="float32", skip_counter=None, **source_options)
+          one_hot=False, crop_area_range=(0.08, 1.0), crop_aspect_range=(3/4, 4/3),
+          flip=True, crop_fraction=None, resize_method="bicubic", fast_decode=False,
+          input_context=None, cache=False, seed=None, drop_remainder=None,
+          pad_remainder=False, repeat=None, shuffle_buffer=1024, dtype="float32",
+          skip_counter=None, data_service=None, data_service_mode=None,
+          data_service_job_name=None, **source_options)
         -> tf.data.Dataset of (images, labels)
 
 * ``source``: a ``Source`` or a string: ``"tfds:<name>"`` (an image stored as raw pixels
@@ -27,6 +30,15 @@ The one entry point::
   alone, bicubic resize, random flip, optional ``augment="randaugment" | "autoaugment"``
   (policy v0) and mixup/cutmix. Eval: center crop ``int(size / (size + 32) * min(h, w))``
   (or ``crop_fraction`` of the short side), bicubic resize; order of the source preserved.
+  The knobs, official values by default (small low-resolution images want others: B0 from
+  scratch on 32 px digits stays at chance with the ImageNet crops and learns with a plain
+  resize): ``crop_area_range`` (fraction of the image, ``0 < lo <= hi <= 1``; ``(1.0, 1.0)``
+  is the whole image, never cropped) and ``crop_aspect_range`` (width / height,
+  ``0 < lo <= hi``) of the training crop; ``flip`` (random horizontal flip; off for digits
+  and text); ``crop_fraction`` of the eval crop (None: the official rule; a number in (0, 1]:
+  that share of the short side; ``"none"``: no crop, the whole image resized to
+  size x size, aspect not kept); ``resize_method`` ``"bicubic"`` (official) or
+  ``"bilinear"`` (NVIDIA's EfficientNet input; cheaper), in training and eval.
   ``fast_decode=True``: JPEG crops of 2x, 4x or 8x the image size or more are decoded at
   1/2, 1/4 or 1/8 scale (libjpeg), several times faster on large photos; not the official
   full-scale decode, so off by default.
@@ -50,6 +62,11 @@ The one entry point::
   mixing all derive from it; per input pipeline). Without a seed the pipeline is
   non-deterministic and faster. For exact resume, checkpoint the iterator:
   ``tf.train.Checkpoint(data=iterator)``.
+* ``data_service="grpc://host:port"`` (training only): the whole pipeline runs on tf.data
+  service workers (``python -m pipelines.service``); ``data_service_mode``
+  ``"distributed_epoch"`` (each example once per epoch; TFRecords and folders),
+  ``"parallel_epochs"`` (each worker a full shuffled copy) or None (auto); several trainers
+  share one job through ``data_service_job_name``. See ``pipelines.service``.
 * ``cache``: ``True`` (memory) or a file path: caches the encoded records of this pipeline.
 * Corrupt or truncated images are skipped, named in a warning on stderr and counted in
   ``skip_counter`` (a ``SkipCounter``: ``.count``, ``.seen``, ``.report()`` logs through
@@ -62,8 +79,9 @@ Also:
   ``.num_examples(split)`` (None when unknown without reading) and ``.records(split, ...)``;
   ``num_examples(source, split)`` and ``num_classes(source)`` as shortcuts.
 * Preprocessing ops, each the same eagerly and in ``Dataset.map``: ``center_crop_window``,
-  ``random_crop_window``, ``make_train_preprocess(image_size, augment=None)`` ->
-  ``fn(image_bytes, seed)``, ``make_eval_preprocess(image_size, crop_fraction=None)`` ->
+  ``random_crop_window``, ``make_train_preprocess(image_size, augment=None,
+  crop_area_range=, crop_aspect_range=, flip=, resize_method=)`` -> ``fn(image_bytes, seed)``,
+  ``make_eval_preprocess(image_size, crop_fraction=None, resize_method=)`` ->
   ``fn(image_bytes)`` (float32 [size, size, 3] in [0, 255]); ``randaugment(2, 10)``,
   ``autoaugment("v0")`` -> ``fn(uint8 image, seed)``; ``mixup``, ``cutmix``, ``mix_batch``.
 * ``write_tfrecords(input_dir, output_dir, num_shards=16, ...)`` and
