@@ -8,8 +8,9 @@ Two environment variables, for machines without internet and for tests:
   * ``EFFNET_TF_WEIGHTS_URL`` replaces the ``https://storage.googleapis.com/`` prefix of every
     URL: a mirror with the same paths (``http://host/``), or a folder (``file:///srv/w/``).
   * ``EFFNET_TF_WEIGHTS_MD5``: ``name=md5,name=md5`` overrides the expected MD5 of the files
-    of those names (e.g. ``efficientnetb0_notop.h5=...``), for a mirror holding other files
-    (the tests serve fixture files this way). The shipped table holds the published values.
+    of those cache names (``efficientnetb0_notop.h5``, ``effnet_tf_advprop_efficientnet-b0
+    .tar.gz``), for a mirror holding other files (the tests serve fixture files this way).
+    The shipped table holds the published values.
 """
 
 from __future__ import annotations
@@ -67,14 +68,15 @@ def cache_dir() -> str:
     return os.path.join(keras_home(), CACHE_SUBDIR)
 
 
-def fetch(url: str, md5: str | None) -> str:
-    """The local path of ``url`` (mirrored), downloaded once and checked against ``md5``.
+def fetch(url: str, md5: str | None, fname: str | None = None) -> str:
+    """The local path of ``url`` (mirrored), downloaded once as ``fname`` (default: the URL's
+    file name) and checked against ``md5``.
 
     A file that does not match is deleted; the ValueError names the URL and both checksums.
     """
     import keras
 
-    fname = url.rsplit("/", 1)[-1]
+    fname = fname or url.rsplit("/", 1)[-1]
     md5 = expected_md5(fname, md5)
     origin = resolve_url(url)
     path = os.path.join(cache_dir(), fname)

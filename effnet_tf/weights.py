@@ -166,7 +166,9 @@ def pretrained_path(set_name: str, variant: str, include_top: bool = True) -> st
         return download.fetch(entry.notop_url, entry.notop_md5)
     out = os.path.join(download.cache_dir(), f"effnet_tf_{set_name}_{variant}.h5")
     if not os.path.isfile(out):
-        tarball = download.fetch(entry.url, entry.md5)
+        # official tarballs of different sets share file names (efficientnet-b0.tar.gz)
+        tarball = download.fetch(entry.url, entry.md5,
+                                 f"effnet_tf_{set_name}_{entry.url.rsplit('/', 1)[-1]}")
         with download.temporary_dir() as scratch:
             convert(download.unpack_checkpoint(tarball, scratch), out, variant)
         os.remove(tarball)  # the converted file is what is read from now on
