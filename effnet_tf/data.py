@@ -117,6 +117,7 @@ class DataSpec:
     image_size: int
     num_classes: int
     model_dir: str
+    skips: dict = dataclasses.field(default_factory=dict)  # "train"/"eval" -> SkipCounter
 
     @classmethod
     def from_config(cls, config, image_size: int, model_dir: str) -> "DataSpec":
@@ -135,6 +136,13 @@ class DataSpec:
             return None
         return count_examples(self.source, self.config.train_split, self.model_dir)
 
+    def skip_counter(self, training: bool) -> pipelines.SkipCounter:
+        """Counts the undecodable images skipped by this run's training or eval pipelines."""
+        kind = "train" if training else "eval"
+        if kind not in self.skips:
+            self.skips[kind] = pipelines.SkipCounter()
+        return self.skips[kind]
+
     def dataset(self, split, training, batch_size, input_context=None, pad_remainder=False):
         c = self.config
         if self.source is None:
@@ -152,6 +160,7 @@ class DataSpec:
             num_classes=self.num_classes, input_context=input_context, cache=c.cache,
             seed=c.seed if c.deterministic or training else None,
             drop_remainder=training, repeat=training, pad_remainder=pad_remainder,
+            skip_counter=self.skip_counter(training),
             # The crop, flip, resize and data-service fields are absent in older config.json.
             crop_area_range=tuple(c.get("crop_area_range", (0.08, 1.0))),
             crop_aspect_range=tuple(c.get("crop_aspect_range", (3.0 / 4.0, 4.0 / 3.0))),

@@ -30,8 +30,7 @@ def load_trained(model_dir: str, use_ema: bool = True) -> TrainedModel:
     if saved is None:
         raise ValueError(f"model_dir {model_dir!r} has no {CONFIG_FILE}: not a training run")
     config = ml_collections.ConfigDict(saved["config"])
-    latest = tf.train.latest_checkpoint(run_dir.checkpoint_dir(None))
-    if latest is None:
+    if not run_dir.checkpoint_paths():
         raise ValueError(f"model_dir {model_dir!r} has no checkpoint yet")
     scaling = scaling_from_config(config)
     model = build_model(config, scaling, saved["identity"]["num_classes"])
@@ -39,7 +38,9 @@ def load_trained(model_dir: str, use_ema: bool = True) -> TrainedModel:
     items = {"model": model}
     if ema is not None:
         items["ema"] = ema
-    tf.train.Checkpoint(**items).restore(latest).expect_partial()
+    latest = run_dir.restore_latest(tf.train.Checkpoint(**items), partial=True)
+    if latest is None:
+        raise ValueError(f"model_dir {model_dir!r} has no readable checkpoint")
     averaged = bool(ema is not None and use_ema)
     if averaged:
         ema.swap()

@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import signal
-import sys
 import time
 
 import keras
@@ -21,14 +18,20 @@ from absl import logging
 from effnet_tf import blocks, recipe, runtime
 from effnet_tf.config import validate
 from effnet_tf.data import DataSpec
+from effnet_tf.costs import costs
 from effnet_tf.evaluation import evaluate_model
+from effnet_tf.interrupts import StopRequests
 from effnet_tf.model import EfficientNet
+from effnet_tf.progress import Progress
 from effnet_tf.run_dir import RunDir, is_chief
 from effnet_tf.scaling import Scaling
-from effnet_tf.costs import costs
 
 
 class NonFiniteLossError(RuntimeError):
+    pass
+
+
+class CheckpointWriteError(RuntimeError):
     pass
 
 
@@ -85,6 +88,7 @@ class Trainer:
         validate(config)
         self.config = config
         self.run_dir = RunDir(model_dir)
+        self.run_dir.check_writable()
         self.strategy = runtime.make_strategy(config.strategy, config.tpu, config.cpu_devices)
         if config.global_batch_size % self.strategy.num_replicas_in_sync:
             raise ValueError(
@@ -126,6 +130,12 @@ class Trainer:
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, self.run_dir.checkpoint_dir(self.strategy),
             max_to_keep=config.keep_checkpoints, step_counter=self.optimizer.iterations)
+        self.saved_step = None
+        self.freeze_steps = config.freeze_backbone_epochs * self.steps_per_epoch
+        self._phase = None  # frozen backbone or not, of the compiled step
+        self._called = False
+        self.traced_before = False
+        self.timed_images, self.timed_seconds = 0, 0.0
 
     def _steps_per_epoch_of_data(self) -> int:
         examples = self.data.train_examples()
@@ -139,11 +149,15 @@ class Trainer:
         return examples // self.config.global_batch_size
 
     def identity(self) -> dict:
-        """What a model_dir's checkpoints must agree with to be resumed."""
+        """What a model_dir's checkpoints must agree with to be resumed: the model, and the
+        objects whose state they hold (optimizer slots, the average, loss scaling)."""
         return {"width_coefficient": self.scaling.width_coefficient,
                 "depth_coefficient": self.scaling.depth_coefficient,
                 "resolution": self.scaling.resolution,
-                "num_classes": self.data.num_classes}
+                "num_classes": self.data.num_classes,
+                "optimizer": str(self.config.optimizer).lower(),
+                "ema": bool(self.config.ema_decay),
+                "loss_scaling": self.precision == "mixed_float16"}
 
     def _checkpoint_data_position(self) -> bool:
         choice = str(self.config.checkpoint_data_position).lower()
@@ -184,11 +198,65 @@ class Trainer:
         return int(self.optimizer.iterations.numpy())
 
     def restore(self) -> int:
-        latest = self.manager.latest_checkpoint
-        if latest:
-            self.checkpoint.restore(latest).assert_existing_objects_matched()
-            logging.info("Resumed from %s at step %d", latest, self.step)
+        """Resumes from the newest intact checkpoint, if any; the step reached."""
+        path = self.run_dir.restore_latest(self.checkpoint, self.strategy)
+        if path:
+            logging.info("Resumed from %s at step %d", path, self.step)
+        self.saved_step = self.step if path else None
         return self.step
+
+    def save(self, step: int) -> None:
+        """Checkpoints ``step`` unless it is saved already. A failed write (disk full, no
+        permission) leaves no partial files and the last good checkpoint in place."""
+        if self.saved_step == step:
+            return
+        try:
+            self.manager.save(checkpoint_number=step)
+        except (tf.errors.OpError, OSError) as e:
+            self.run_dir.remove_partial_checkpoints(self.strategy)
+            cause = " ".join((getattr(e, "message", None) or str(e)).split())[:300]
+            raise CheckpointWriteError(
+                f"could not write the step-{step} checkpoint to "
+                f"{self.run_dir.checkpoint_dir(self.strategy)}: {cause}; the last good "
+                f"checkpoint ({self.manager.latest_checkpoint or 'none'}) is kept") from None
+        self.saved_step = step
+
+    def steps_in_next_call(self, step: int, epoch_end: int) -> int:
+        """Steps of the next compiled call: up to ``steps_per_execution``, never past the
+        epoch, a checkpoint or the end of the frozen-backbone phase."""
+        c = self.config
+        count = min(c.steps_per_execution, epoch_end - step,
+                    _next_boundary(step, c.checkpoint_every_steps) - step)
+        if step < self.freeze_steps:
+            count = min(count, self.freeze_steps - step)
+        return count
+
+    def run_steps(self, step: int, count: int) -> tuple[float, float, float]:
+        """Trains ``count`` steps from ``step``: (summed loss, correct predictions, seconds).
+        The compiled step is (re)made where the frozen-backbone phase starts or ends."""
+        frozen = step < self.freeze_steps
+        if self._phase != frozen:
+            set_backbone_trainable(self.model, not frozen, self.config.freeze_batch_norm)
+            self._train_steps = self.make_train_step(self.model.trainable_variables)
+            self._phase, self.traced_before = frozen, False
+        else:
+            self.traced_before = self._called
+        started = time.perf_counter()
+        loss, correct = self._train_steps(self.train_iter, tf.constant(count))
+        loss, correct = float(loss), float(correct)
+        seconds = time.perf_counter() - started
+        self._called = True
+        if self.traced_before:  # the first call of a compiled step includes its tracing
+            self.timed_images += count * self.config.global_batch_size
+            self.timed_seconds += seconds
+        if not math.isfinite(loss):
+            raise NonFiniteLossError(
+                f"loss became {loss} at step {step + count}; stopped. The last good "
+                f"checkpoint ({self.manager.latest_checkpoint or 'none'}) is kept.")
+        return loss, correct, seconds
+
+    def skipped_train_images(self) -> int:
+        return self.data.skip_counter(True).count if self.data.source is not None else 0
 
     def make_train_step(self, trainable_variables):
         config, strategy, model, optimizer = (self.config, self.strategy, self.model,
@@ -233,119 +301,135 @@ class Trainer:
         return tf.function(train_steps)
 
     def evaluate(self, steps: int | None = None) -> dict:
-        """Top-1 / top-5 on the eval split, with the averaged weights when there are any."""
+        """Top-1 / top-5 on the eval split, with the averaged weights when there are any;
+        ``images`` evaluated and ``skipped_images`` (undecodable) of this evaluation."""
         dataset = self.data.eval_dataset(
             self.config.global_batch_size,
             pad_remainder=isinstance(self.strategy, tf.distribute.TPUStrategy))
+        skips = self.data.skip_counter(False) if self.data.source is not None else None
+        skipped_before = skips.count if skips else 0
         if self.ema is not None:
             self.ema.swap()
         try:
             with self.strategy.scope():
-                return evaluate_model(self.model, dataset, self.data.num_classes, steps)
+                result = evaluate_model(self.model, dataset, self.data.num_classes, steps)
+            result["skipped_images"] = (skips.count - skipped_before) if skips else 0
+            return result
         finally:
             if self.ema is not None:
                 self.ema.swap()
 
 
 def train_and_evaluate(config, model_dir: str) -> dict:
-    """Trains ``config`` in ``model_dir`` (resuming if it holds a checkpoint) and evaluates."""
+    """Trains ``config`` in ``model_dir`` (resuming if it holds a checkpoint) and evaluates
+    after every epoch. SIGTERM / Ctrl-C stop it at the next step with a checkpoint there
+    (``Interrupted``); the same call resumes."""
     trainer = Trainer(config, model_dir)
-    c = trainer.config
-    start_step = trainer.restore()
-    run_dir = trainer.run_dir
     chief = is_chief(trainer.strategy)
-    if chief:
-        class_names = trainer.data.source and trainer.data.source.class_names
-        run_dir.write_config(c, trainer.identity(), list(class_names) if class_names else None)
+    with trainer.run_dir.lock(enabled=chief), StopRequests() as stop:
+        start_step = trainer.restore()
+        if chief:
+            class_names = trainer.data.source and trainer.data.source.class_names
+            trainer.run_dir.write_config(trainer.config, trainer.identity(),
+                                         list(class_names) if class_names else None)
+        _announce(trainer, start_step)
+        history = _train(trainer, start_step, stop)
+        if chief:
+            trainer.run_dir.write_summary(history)
+    if stop.requested:
+        raise Interrupted(history["step"], stop.name())
+    print(f"Done at step {history['step']}: " + json.dumps(
+        {k: round(v, 4) if isinstance(v, float) else v for k, v in history.items()
+         if k != "train_loss_per_epoch"}))
+    return history
+
+
+class Interrupted(RuntimeError):
+    def __init__(self, step: int, signal_name: str):
+        super().__init__(f"interrupted by {signal_name} at step {step}; checkpoint saved; "
+                         "re-run the same command to resume")
+        self.step, self.signal_name = step, signal_name
+
+
+def _announce(trainer, start_step: int) -> None:
+    c, scaling = trainer.config, trainer.scaling
     params = trainer.model.count_params()
-    flops = costs(trainer.scaling, include_top=True, classes=trainer.data.num_classes).flops
+    flops = costs(scaling, include_top=True, classes=trainer.data.num_classes).flops
     logging.info("Config:\n%s", c)
     print(f"Devices: {[d.name for d in tf.config.list_logical_devices()]}; strategy "
           f"{type(trainer.strategy).__name__} with {trainer.strategy.num_replicas_in_sync} "
           f"replica(s); precision {trainer.precision}; XLA {trainer.jit}")
-    print(f"Model {trainer.model.name}: {trainer.scaling.source} scaling width "
-          f"{trainer.scaling.width_coefficient:g} depth {trainer.scaling.depth_coefficient:g}, "
-          f"image size {trainer.scaling.resolution}, {params:,} params, "
+    print(f"Model {trainer.model.name}: {scaling.source} scaling width "
+          f"{scaling.width_coefficient:g} depth {scaling.depth_coefficient:g}, "
+          f"image size {scaling.resolution}, {params:,} params, "
           f"{flops / 1e9:.3f} GFLOPs; {trainer.data.num_classes} classes; "
           f"{trainer.steps_per_epoch} steps/epoch x {c.epochs} epochs"
-          + (f"; resuming at step {start_step}" if start_step else ""))
+          + (f"; resuming at step {start_step}" if start_step else ""), flush=True)
 
-    writer = tf.summary.create_file_writer(run_dir.log_dir(trainer.strategy))
-    freeze_steps = c.freeze_backbone_epochs * trainer.steps_per_epoch
-    phase = None
-    step = saved_step = start_step
-    history, epoch_losses = {}, []
-    timed_images, timed_seconds = 0, 0.0
-    while step < trainer.total_steps:
+
+def _train(trainer, start_step: int, stop: StopRequests) -> dict:
+    """Epochs of training and evaluation from ``start_step``; the run's summary."""
+    c = trainer.config
+    writer = tf.summary.create_file_writer(trainer.run_dir.log_dir(trainer.strategy))
+    progress = Progress(trainer.total_steps, trainer.steps_per_epoch, c.epochs,
+                        every_steps=c.log_every_steps)
+    step, history, epoch_losses = start_step, {}, []
+    while step < trainer.total_steps and not stop.requested:
         epoch = step // trainer.steps_per_epoch
-        frozen = step < freeze_steps
-        if phase != frozen:
-            set_backbone_trainable(trainer.model, not frozen, c.freeze_batch_norm)
-            train_steps = trainer.make_train_step(trainer.model.trainable_variables)
-            phase, traced = frozen, False
-        epoch_end = min((epoch + 1) * trainer.steps_per_epoch, trainer.total_steps)
-        bar = keras.utils.Progbar(trainer.steps_per_epoch, stateful_metrics=["lr", "img/s"],
-                                  verbose=1 if sys.stdout.isatty() else 2)
-        print(f"Epoch {epoch + 1}/{c.epochs}")
-        loss_sum = correct_sum = 0.0
-        seen = 0
-        while step < epoch_end:
-            count = min(c.steps_per_execution, epoch_end - step,
-                        _next_boundary(step, c.checkpoint_every_steps) - step,
-                        (freeze_steps - step) if frozen else epoch_end - step)
-            started = time.perf_counter()
-            loss, correct = train_steps(trainer.train_iter, tf.constant(count))
-            loss, correct = float(loss), float(correct)
-            elapsed = time.perf_counter() - started
-            if traced:  # the first call of a compiled step includes its tracing
-                timed_images += count * c.global_batch_size
-                timed_seconds += elapsed
-            traced = True
-            if not math.isfinite(loss):
-                raise NonFiniteLossError(
-                    f"loss became {loss} at step {step + count}; stopped. The last good "
-                    f"checkpoint ({trainer.manager.latest_checkpoint or 'none'}) is kept.")
-            step += count
-            loss_sum += loss
-            correct_sum += correct
-            seen += count
-            lr = float(trainer.optimizer.learning_rate)
-            speed = count * c.global_batch_size / max(elapsed, 1e-9)
-            bar.update(step - epoch * trainer.steps_per_epoch,
-                       [("loss", loss / count), ("lr", lr), ("img/s", speed)])
-            if step % c.log_every_steps < count or step == epoch_end:
-                with writer.as_default(step=step):
-                    tf.summary.scalar("train/loss", loss / count)
-                    tf.summary.scalar("train/top1", correct / (count * c.global_batch_size))
-                    tf.summary.scalar("train/learning_rate", lr)
-                    tf.summary.scalar("train/images_per_second", speed)
-            if step % c.checkpoint_every_steps == 0:
-                trainer.manager.save(checkpoint_number=step)
-                saved_step = step
-            _fault_injection(step)
-        history = {"epoch": epoch + 1, "train_loss": loss_sum / max(seen, 1),
-                   "train_top1": correct_sum / max(seen * c.global_batch_size, 1)}
-        epoch_losses.append(history["train_loss"])
-        history.update(trainer.evaluate(c.eval_steps))
-        with writer.as_default(step=step):
-            for key, value in history.items():
-                tf.summary.scalar(f"eval/{key}", value)
+        progress.start_epoch(epoch)
+        step, train_metrics = _train_epoch(trainer, step, stop, progress, writer)
+        if stop.requested:
+            break  # evaluated after the resumed run completes the epoch
+        epoch_losses.append(train_metrics["train_loss"])
+        history = {"epoch": epoch + 1, **train_metrics, **trainer.evaluate(c.eval_steps)}
+        _log_scalars(writer, step, {f"eval/{k}": v for k, v in history.items()})
         print("  " + "  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
-                               for k, v in history.items()))
-    if saved_step != step or trainer.manager.latest_checkpoint is None:
-        trainer.manager.save(checkpoint_number=step)
-    if not history:  # resumed a finished run
+                               for k, v in history.items()), flush=True)
+    trainer.save(step)
+    if not history and not stop.requested:  # resumed a finished run
         history = trainer.evaluate(c.eval_steps)
-    history["step"] = step
-    history["train_loss_per_epoch"] = epoch_losses
-    if timed_seconds:
-        history["images_per_second"] = timed_images / timed_seconds
-    if chief:
-        run_dir.write_summary(history)
-    print(f"Done at step {step}: " + json.dumps(
-        {k: round(v, 4) if isinstance(v, float) else v for k, v in history.items()
-         if k != "train_loss_per_epoch"}))
+    history.update(step=step, train_loss_per_epoch=epoch_losses,
+                   skipped_train_images=trainer.skipped_train_images())
+    if stop.requested:
+        history["interrupted"] = stop.name()
+    if trainer.timed_seconds:
+        history["images_per_second"] = trainer.timed_images / trainer.timed_seconds
     return history
+
+
+def _train_epoch(trainer, step: int, stop: StopRequests, progress: Progress, writer):
+    """Trains to the end of ``step``'s epoch (or a stop request): (step, train metrics)."""
+    c = trainer.config
+    epoch_end = min((step // trainer.steps_per_epoch + 1) * trainer.steps_per_epoch,
+                    trainer.total_steps)
+    loss_sum = correct_sum = 0.0
+    seen = 0
+    while step < epoch_end and not stop.requested:
+        count = trainer.steps_in_next_call(step, epoch_end)
+        loss, correct, seconds = trainer.run_steps(step, count)
+        step += count
+        loss_sum, correct_sum, seen = loss_sum + loss, correct_sum + correct, seen + count
+        lr = float(trainer.optimizer.learning_rate)
+        images = count * c.global_batch_size
+        speed = images / max(seconds, 1e-9)
+        progress.update(step, count, loss / count, lr, speed,
+                        seconds if trainer.traced_before else None)
+        if step % c.log_every_steps < count or step == epoch_end:
+            _log_scalars(writer, step, {"train/loss": loss / count,
+                                        "train/top1": correct / images,
+                                        "train/learning_rate": lr,
+                                        "train/images_per_second": speed})
+        if step % c.checkpoint_every_steps == 0:
+            trainer.save(step)
+    return step, {"train_loss": loss_sum / max(seen, 1),
+                  "train_top1": correct_sum / max(seen * c.global_batch_size, 1)}
+
+
+def _log_scalars(writer, step: int, values: dict) -> None:
+    with writer.as_default(step=step):
+        for name, value in values.items():
+            if isinstance(value, (int, float)):
+                tf.summary.scalar(name, value)
 
 
 def _worker_index(strategy) -> tuple[int, int]:
@@ -361,10 +445,3 @@ def _worker_index(strategy) -> tuple[int, int]:
 
 def _next_boundary(step: int, every: int) -> int:
     return (step // every + 1) * every
-
-
-def _fault_injection(step: int) -> None:
-    """Test hook: ``EFFNET_TF_KILL_AT_STEP=n`` kills this process with SIGKILL at step n."""
-    target = os.environ.get("EFFNET_TF_KILL_AT_STEP")
-    if target and int(target) == step:
-        os.kill(os.getpid(), signal.SIGKILL)

@@ -30,7 +30,8 @@ def test_training_lowers_the_loss_and_writes_the_run(trained_dir):
     assert result["step"] == 18 and result["top1"] > 0.3  # above chance (4 classes)
     saved = json.load(open(os.path.join(model_dir, "config.json")))
     assert saved["identity"] == {"width_coefficient": 0.25, "depth_coefficient": 0.25,
-                                 "resolution": 64, "num_classes": 4}
+                                 "resolution": 64, "num_classes": 4, "optimizer": "adam",
+                                 "ema": True, "loss_scaling": False}
     assert saved["class_names"] == ["class_0", "class_1", "class_2", "class_3"]
     assert json.load(open(os.path.join(model_dir, "summary.json")))["step"] == 18
     steps = sorted(int(p.split("-")[1].split(".")[0]) for p in
@@ -132,8 +133,8 @@ def test_exports_give_the_same_predictions(trained_dir, tmp_path):
 def test_mismatched_model_dir_is_refused_before_training(trained_dir):
     model_dir, _ = trained_dir
     before = open(os.path.join(model_dir, "config.json")).read()
-    with pytest.raises(ValueError, match="holds a run of another model \\(width_coefficient: "
-                                         "0.25 there, 0.5 now\\)"):
+    with pytest.raises(ValueError, match="was trained with width_coefficient=0.25; this run "
+                                         "asks for width_coefficient=0.5"):
         train_and_evaluate(tiny_config(width_coefficient=0.5), model_dir)
     assert open(os.path.join(model_dir, "config.json")).read() == before
 
