@@ -54,8 +54,8 @@ def _check_args(scaling, classes, input_shape, pooling, dropout, drop_connect_ra
         and (os.path.isfile(weights) or weights_lib.is_checkpoint(weights))
     ):
         raise ValueError(
-            f"weights must be None, a weight set ({', '.join(weight_sets.SETS)}) or the path "
-            f"of an existing weights file or TF checkpoint, got {weights!r}"
+            f"weights must be None or the path of an existing weights file or TF checkpoint, "
+            f"or a weight set ({', '.join(weight_sets.SETS)}), got {weights!r}"
         )
     if input_shape is None:
         return (scaling.resolution, scaling.resolution, 3)

@@ -146,7 +146,7 @@ def layer_arrays(model, path) -> dict[str, list[np.ndarray]]:
     return out
 
 
-def variant_of(prefix: str) -> str | None:
+def variant_of_scope(prefix: str) -> str | None:
     """``"b3"`` for ``efficientnet-b3`` / ``noisy_student_efficientnet-b3``, else None."""
     match = re.search(r"efficientnet-(b\d|l2)", prefix)
     return match.group(1) if match else None

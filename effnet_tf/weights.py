@@ -188,7 +188,7 @@ def convert(checkpoint, out_path, variant: str | None = None) -> list[str]:
 
     shapes = tf.train.load_checkpoint(path).get_variable_to_shape_map()
     prefix = official_ckpt.checkpoint_prefix(shapes)
-    variant = variant or official_ckpt.variant_of(prefix)
+    variant = variant or official_ckpt.variant_of_scope(prefix)
     if variant is None:
         raise ValueError(f"cannot tell the variant of checkpoint {path!r} from its scope "
                          f"{prefix!r}: pass it")

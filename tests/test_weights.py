@@ -119,9 +119,9 @@ def test_other_variant_names_the_first_mismatched_layer():
 
 
 def test_missing_weights_file():
-    with pytest.raises(ValueError, match=r"weights must be None, a weight set \(imagenet, .*\) "
-                                         r"or the path of an existing weights file or TF "
-                                         r"checkpoint, got '/nope.h5'"):
+    with pytest.raises(ValueError, match=r"weights must be None or the path of an existing "
+                                         r"weights file or TF checkpoint, or a weight set "
+                                         r"\(imagenet, .*\), got '/nope.h5'"):
         effnet_tf.EfficientNet("b0", weights="/nope.h5")
     with pytest.raises(ValueError, match="weights file '/nope.h5' does not exist"):
         weights.load(effnet_tf.EfficientNet("b0"), "/nope.h5")
