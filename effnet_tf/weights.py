@@ -84,9 +84,9 @@ def load(model, source, *, skip_mismatch: bool = False, variant: str | None = No
     import keras
 
     if isinstance(source, str) and source in weight_sets.SETS:
-        classes = _classes(model)
-        source = pretrained_path(source, variant or variant_of(model),
-                                 include_top=classes == 1000 or (classes is not None and not skip_mismatch))
+        classes = _classes(model)  # another head and skip_mismatch: the smaller no-top file
+        include_top = classes == 1000 or (classes is not None and not skip_mismatch)
+        source = pretrained_path(source, variant or variant_of(model), include_top)
     if isinstance(source, keras.Model):
         available = {layer.name: layer.get_weights() for layer in source.layers if layer.weights}
         where = f"model {source.name!r}"
