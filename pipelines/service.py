@@ -62,6 +62,9 @@ from absl import logging
 MODES = ("distributed_epoch", "parallel_epochs")
 PROTOCOL = "grpc"
 DEFAULT_WORKER_TIMEOUT_MS = 10_000  # how long a silent worker counts as alive
+# TF's default is 30 s; a worker's stop() waits out the current interval, and the dispatcher
+# learns of finished tasks and new jobs through it. A heartbeat is one small RPC.
+DEFAULT_HEARTBEAT_INTERVAL_MS = 1_000
 
 
 def check_address(data_service: str) -> str:
@@ -106,12 +109,13 @@ def start_dispatcher(port: int, work_dir: str | None = None,
     return tf.data.experimental.service.DispatchServer(config)
 
 
-def start_worker(dispatcher: str, port: int = 0, worker_address: str | None = None):
+def start_worker(dispatcher: str, port: int = 0, worker_address: str | None = None,
+                 heartbeat_interval_ms: int = DEFAULT_HEARTBEAT_INTERVAL_MS):
     """A running ``WorkerServer`` registered with ``dispatcher`` (``host:port``)."""
     dispatcher = check_address(dispatcher).partition("://")[2]
     config = tf.data.experimental.service.WorkerConfig(
         dispatcher_address=dispatcher, port=port, protocol=PROTOCOL,
-        worker_address=worker_address)
+        worker_address=worker_address, heartbeat_interval_ms=heartbeat_interval_ms)
     return tf.data.experimental.service.WorkerServer(config)
 
 
@@ -131,6 +135,8 @@ def _parse(argv):
     worker.add_argument("--port", type=int, default=0, help="0: any free port")
     worker.add_argument("--worker_address", default=None,
                         help="host:%%port others reach this worker at (default localhost)")
+    worker.add_argument("--heartbeat_interval_ms", type=int,
+                        default=DEFAULT_HEARTBEAT_INTERVAL_MS)
     args = parser.parse_args(argv)
     if not 0 <= args.port <= 65535 or (args.role == "dispatcher" and args.port == 0):
         parser.error(f"--port must be in {'1' if args.role == 'dispatcher' else '0'}..65535, "
@@ -152,7 +158,8 @@ def main(argv=None) -> int:
         logging.info("tf.data service dispatcher at %s (work_dir=%s, fault tolerant: %s)",
                      server.target, args.work_dir, bool(args.work_dir))
     else:
-        server = start_worker(args.dispatcher, args.port, args.worker_address)
+        server = start_worker(args.dispatcher, args.port, args.worker_address,
+                              args.heartbeat_interval_ms)
         logging.info("tf.data service worker at %s, dispatcher %s", server._address,
                      args.dispatcher)
     stopping = threading.Event()

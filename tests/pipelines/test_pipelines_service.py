@@ -1,0 +1,173 @@
+"""The tf.data service: a real dispatcher and worker processes on 127.0.0.1 serve
+``pipelines.build(..., data_service=...)``; servers stop cleanly; bad arguments fail clearly."""
+
+import collections
+import os
+import signal
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import pipelines
+from pipelines import service
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """``python -m pipelines.service <args>`` in a subprocess; stderr goes to a file."""
+
+    def __init__(self, tmp_path, *args):
+        self.log = str(tmp_path / f"{args[0]}-{free_port()}.log")
+        with open(self.log, "w") as err:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "pipelines.service", *args], cwd=REPO, text=True,
+                stdout=subprocess.PIPE, stderr=err, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+
+    def ready(self) -> str:
+        """Waits for the READY line (the server is up); returns it."""
+        line = self.process.stdout.readline()
+        assert line.startswith("READY"), f"server did not start: {self.stderr()[-2000:]}"
+        return line.split()[-1]
+
+    def stderr(self) -> str:
+        with open(self.log) as f:
+            return f.read()
+
+    def stop(self, signum=signal.SIGTERM) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signum)
+        return self.process.wait(timeout=60)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """A dispatcher (fault tolerant, with a work dir) and two workers."""
+    tmp = tmp_path_factory.mktemp("service")
+    port = free_port()
+    dispatcher = Server(tmp, "dispatcher", "--port", str(port), "--work_dir", str(tmp / "work"))
+    dispatcher.ready()
+    workers = [Server(tmp, "worker", "--dispatcher", f"127.0.0.1:{port}", "--port", "0")
+               for _ in range(2)]
+    for worker in workers:
+        worker.ready()
+    yield dict(address=f"grpc://127.0.0.1:{port}", port=port, tmp=tmp, workers=workers,
+               dispatcher=dispatcher)
+    for server in [*workers, dispatcher]:
+        server.stop(signal.SIGKILL)
+
+
+def batches(dataset, n):
+    return [(x.numpy(), y.numpy()) for x, y in dataset.take(n)]
+
+
+def test_service_batches_are_the_pipelines(cluster, image_folder):
+    local = pipelines.build(image_folder, "train", image_size=32, batch_size=4)
+    served = pipelines.build(image_folder, "train", image_size=32, batch_size=4,
+                             data_service=cluster["address"])
+    assert served.element_spec == local.element_spec
+    got = batches(served, 12)  # 48 images from 18: the training pipeline is endless
+    images = np.concatenate([x for x, _ in got])
+    labels = np.concatenate([y for _, y in got])
+    assert images.shape == (48, 32, 32, 3) and images.dtype == np.float32
+    assert images.min() >= 0 and images.max() <= 255 and images.max() > 200
+    assert set(labels) == {0, 1, 2}
+
+
+@pytest.mark.parametrize("mode, copies", [("distributed_epoch", 1), ("parallel_epochs", 2)])
+def test_distributed_epoch_serves_each_example_once(cluster, image_folder, mode, copies):
+    """One epoch (repeat=False) through two workers: distributed_epoch splits the 18 files
+    between them (each once), parallel_epochs gives each worker its own full copy."""
+    served = pipelines.build(image_folder, "train", image_size=32, batch_size=4, repeat=False,
+                             drop_remainder=False, data_service=cluster["address"],
+                             data_service_mode=mode)
+    labels = np.concatenate([y.numpy() for _, y in served])
+    assert collections.Counter(labels.tolist()) == {0: 6 * copies, 1: 6 * copies,
+                                                    2: 6 * copies}
+
+
+def test_killing_a_worker_does_not_stop_training(cluster, image_folder):
+    victim = Server(cluster["tmp"], "worker", "--dispatcher", f"127.0.0.1:{cluster['port']}")
+    victim.ready()
+    served = iter(pipelines.build(image_folder, "train", image_size=32, batch_size=4,
+                                  data_service=cluster["address"], data_service_job_name="kill"))
+    before = [next(served) for _ in range(5)]
+    victim.process.send_signal(signal.SIGKILL)
+    assert victim.process.wait(timeout=30) == -signal.SIGKILL
+    after = [next(served) for _ in range(20)]
+    for images, labels in before + after:
+        assert images.shape == (4, 32, 32, 3) and set(labels.numpy()) <= {0, 1, 2}
+
+
+@pytest.mark.slow
+def test_a_training_run_reads_from_the_service(cluster, tmp_path):
+    """The trainer with --config.data_service finishes its steps; the job it created is
+    recorded in the dispatcher's journal (its work dir)."""
+    model_dir = str(tmp_path / "run")
+    journal_before = journal_bytes(cluster)
+    result = subprocess.run(
+        [sys.executable, "-m", "effnet_tf.train", "--config", "configs/cpu_smoke.py",
+         f"--config.data_service={cluster['address']}", "--model_dir", model_dir,
+         "--epochs", "1", "--config.steps_per_epoch=3", "--config.eval_steps=1",
+         "--config.image_size=32", "--config.global_batch_size=8",
+         "--config.checkpoint_every_steps=3", "--config.log_every_steps=1"],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints")).endswith("-3")
+    assert journal_bytes(cluster) > journal_before
+
+
+def journal_bytes(cluster) -> int:
+    return sum(os.path.getsize(os.path.join(root, name))
+               for root, _, names in os.walk(cluster["tmp"] / "work") for name in names)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["worker", "--dispatcher", "nowhere"], "--dispatcher must be host:port, got 'nowhere'"),
+    (["dispatcher", "--port", "0"], "--port must be in 1..65535, got 0"),
+    (["worker", "--dispatcher", "h:1", "--port", "70000"], "--port must be in 0..65535"),
+    (["dispatcher"], "the following arguments are required: --port"),
+])
+def test_bad_server_arguments_fail_in_one_line(capsys, argv, message):
+    with pytest.raises(SystemExit) as exit_:
+        service.main(argv)
+    assert exit_.value.code == 2
+    assert message in capsys.readouterr().err.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize("options, message", [
+    (dict(data_service="localhost"), "data_service must be 'grpc://host:port'"),
+    (dict(data_service="http://h:1"), "data_service must be 'grpc://host:port'"),
+    (dict(data_service="grpc://h:1", data_service_mode="sharded"), "data_service_mode"),
+    (dict(data_service="grpc://h:1", training=False), "data_service= is for training"),
+    (dict(data_service="grpc://h:1",
+          input_context=tf.distribute.InputContext(2, 0, 2)), "data_service_job_name"),
+])
+def test_bad_service_options_raise(image_folder, options, message):
+    with pytest.raises(ValueError, match=message):
+        pipelines.build(image_folder, "train", image_size=32, batch_size=2, **options)
+
+
+def test_mode_is_distributed_epoch_for_files_and_parallel_epochs_otherwise():
+    assert service.choose_mode(None, splittable=True) == "distributed_epoch"
+    assert service.choose_mode(None, splittable=False) == "parallel_epochs"
+    assert service.choose_mode("parallel_epochs", splittable=True) == "parallel_epochs"
+
+
+def test_servers_stop_cleanly_on_sigterm_and_sigint(cluster):
+    """Last in this module: it stops the cluster's servers."""
+    worker = cluster["workers"][0]
+    assert worker.stop(signal.SIGTERM) == 0 and "worker stopped" in worker.stderr()
+    dispatcher = cluster["dispatcher"]
+    assert dispatcher.stop(signal.SIGINT) == 0 and "dispatcher stopped" in dispatcher.stderr()
