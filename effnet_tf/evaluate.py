@@ -1,12 +1,28 @@
 """Top-1/top-5 of a trained run on a split, with its averaged weights when it has them.
 
     python -m effnet_tf.evaluate --model_dir runs/b0 [--split validation] [--steps 100]
+
+Prints the figures with ``images`` (evaluated) and ``skipped`` (images of the split that did
+not decode, left out of top-1).
 """
 
 from absl import app, flags
 
+from effnet_tf import flags as effnet_flags
+
+
+def check_args(model_dir: str, steps, batch_size) -> None:
+    """The arguments' mistakes, before TensorFlow is imported."""
+    effnet_flags.check_model_dir(model_dir)
+    if steps is not None and steps < 1:
+        raise ValueError(f"--steps must be >= 1 (or unset: the whole split), got {steps}")
+    if batch_size < 1:
+        raise ValueError(f"--batch_size must be >= 1, got {batch_size}")
+
 
 def evaluate_run(model_dir: str, split=None, steps=None, batch_size=64, use_ema=True) -> dict:
+    """``{"loss", "top1", "top5", "images", "skipped", "step", "ema"}``."""
+    check_args(model_dir, steps, batch_size)
     from effnet_tf.data import DataSpec
     from effnet_tf.evaluation import evaluate_model
     from effnet_tf.restore import load_trained
@@ -16,17 +32,19 @@ def evaluate_run(model_dir: str, split=None, steps=None, batch_size=64, use_ema=
     data = DataSpec.from_config(config, trained.image_size, model_dir)
     dataset = data.dataset(split or config.eval_split, False, batch_size)
     result = evaluate_model(trained.model, dataset, data.num_classes, steps)
-    result.update(step=trained.step, ema=trained.averaged)
+    result.update(skipped=data.skip_counter(False).count, step=trained.step,
+                  ema=trained.averaged)
     return result
 
 
 def main(argv):
-    del argv
+    if len(argv) > 1:
+        effnet_flags.fail(f"unexpected arguments: {' '.join(argv[1:])} (flags are --name=value)")
     try:
         result = evaluate_run(flags.FLAGS.model_dir, flags.FLAGS.split, flags.FLAGS.steps,
                               flags.FLAGS.batch_size, flags.FLAGS.ema)
-    except ValueError as e:
-        raise app.UsageError(str(e)) from None
+    except (ValueError, FileNotFoundError) as e:
+        effnet_flags.fail(str(e))
     print("  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
                     for k, v in result.items()))
 
@@ -42,4 +60,4 @@ def define_flags():
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    app.run(main, flags_parser=effnet_flags.parse_flags)

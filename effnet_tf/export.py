@@ -16,6 +16,8 @@ import os
 
 from absl import app, flags
 
+from effnet_tf import flags as effnet_flags
+
 FORMATS = ("keras", "saved_model", "tflite", "tflite_float16", "tflite_int8")
 
 
@@ -50,16 +52,24 @@ def export_saved_model(model, path: str, image_size: int) -> None:
     archive.write_out(path, verbose=False)
 
 
-def export_run(model_dir: str, fmt: str, output: str, calibration_batches: int = 8) -> str:
-    from effnet_tf.restore import load_trained
-
+def check_args(model_dir: str, fmt: str, output: str, calibration_batches: int) -> None:
+    """The arguments' mistakes, before TensorFlow is imported."""
+    effnet_flags.check_model_dir(model_dir)
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    if fmt == "keras" and not output.endswith(".keras"):
+        raise ValueError(f"output for format keras must end in .keras, got {output!r}")
+    if fmt == "tflite_int8" and calibration_batches < 1:
+        raise ValueError(f"--calibration_batches must be >= 1, got {calibration_batches}")
+
+
+def export_run(model_dir: str, fmt: str, output: str, calibration_batches: int = 8) -> str:
+    check_args(model_dir, fmt, output, calibration_batches)
+    from effnet_tf.restore import load_trained
+
     trained = load_trained(model_dir)
     model = with_softmax(trained.model)
     if fmt == "keras":
-        if not output.endswith(".keras"):
-            raise ValueError(f"output for format keras must end in .keras, got {output!r}")
         model.save(output)
     elif fmt == "saved_model":
         export_saved_model(model, output, trained.image_size)
@@ -84,12 +94,13 @@ def export_run(model_dir: str, fmt: str, output: str, calibration_batches: int =
 
 
 def main(argv):
-    del argv
+    if len(argv) > 1:
+        effnet_flags.fail(f"unexpected arguments: {' '.join(argv[1:])} (flags are --name=value)")
     f = flags.FLAGS
     try:
         path = export_run(f.model_dir, f.format, f.output, f.calibration_batches)
-    except ValueError as e:
-        raise app.UsageError(str(e)) from None
+    except (ValueError, FileNotFoundError) as e:
+        effnet_flags.fail(str(e))
     print(f"Wrote {f.format} to {path}")
 
 
@@ -103,4 +114,4 @@ def define_flags():
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    app.run(main, flags_parser=effnet_flags.parse_flags)

@@ -73,6 +73,14 @@ def warn(message: str) -> None:
     sys.stderr.flush()
 
 
+def check_model_dir(path: str) -> None:
+    """A local ``--model_dir`` that does not exist, said before TensorFlow is imported
+    (remote ones, gs://..., are checked when read)."""
+    if path and "://" not in path and not os.path.isdir(path):
+        raise ValueError(f"--model_dir={path!r} does not exist (give the run directory "
+                         "that effnet_tf.train wrote)")
+
+
 def _config_spec(argv: list[str]) -> str | None:
     for i, arg in enumerate(argv[1:], 1):
         if arg == "--":

@@ -25,9 +25,10 @@ from __future__ import annotations
 
 import os
 
-from absl import app, flags, logging
+from absl import app, flags
 
 from effnet_tf import budget as budget_lib
+from effnet_tf import flags as effnet_flags
 from effnet_tf.costs import costs
 from effnet_tf.scaling import ALPHA, BETA, GAMMA, PUBLISHED, Scaling
 from effnet_tf.summary import format_table, summary_row
@@ -465,12 +466,11 @@ def run_latency(paths) -> str:
 
 def main(argv):
     if len(argv) < 2 or argv[1] not in COMMANDS:
-        raise app.UsageError(f"give a command: {' | '.join(COMMANDS)}")
+        given = f", got {argv[1]!r}" if len(argv) > 1 else ""
+        effnet_flags.fail(f"give a command: {' | '.join(COMMANDS)}{given}")
     command, rest = argv[1], argv[2:]
-    if not FLAGS["verbosity"].present:  # SavedModel export logs every step at INFO
-        logging.set_verbosity(logging.WARNING)
     if rest and command != "latency":
-        raise app.UsageError(f"unexpected arguments: {rest}")
+        effnet_flags.fail(f"unexpected arguments: {' '.join(rest)} (flags are --name=value)")
     try:
         if command == "latency":
             text = run_latency(rest)
@@ -478,7 +478,7 @@ def main(argv):
             text = {"table": run_table, "fit": run_fit, "search": run_search,
                     "tune": run_tune}[command]()
     except (ValueError, FileNotFoundError) as e:
-        raise app.UsageError(str(e)) from None
+        effnet_flags.fail(str(e))
     print(text)
     if FLAGS.output and command in ("table", "fit"):
         with open(FLAGS.output, "w") as f:
@@ -487,4 +487,4 @@ def main(argv):
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    app.run(main, flags_parser=effnet_flags.parse_flags)

@@ -182,9 +182,10 @@ class Scaling:
             raw = base_resolution * gamma**phi
             width, depth = beta**phi, alpha**phi
         except OverflowError:
-            raise ValueError(f"phi={phi:g} is out of range: the coefficients overflow (a "
-                             f"trainable phi is in {_interval(phi_bounds(alpha, beta, gamma))})"
-                             ) from None
+            width = depth = math.inf
+        if not 0 < width < math.inf or not 0 < depth < math.inf:
+            raise ValueError(f"phi={phi:g} is out of range: the coefficients overflow or vanish "
+                             f"(a trainable phi is in {_interval(phi_bounds(alpha, beta, gamma))})")
         resolution = max(MIN_IMAGE_SIZE, RESOLUTION_MULTIPLE * round(raw / RESOLUTION_MULTIPLE))
         dropout = min(0.5, max(0.2, 0.2 + 0.05 * phi))
         return cls(

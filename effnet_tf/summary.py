@@ -13,6 +13,7 @@ import json
 
 from absl import app, flags
 
+from effnet_tf import flags as effnet_flags
 from effnet_tf.costs import costs
 from effnet_tf.scaling import PUBLISHED, Scaling
 
@@ -72,11 +73,14 @@ def scalings_from(variants, phis) -> list[Scaling]:
 
 
 def main(argv):
-    del argv
+    if len(argv) > 1:
+        effnet_flags.fail(f"unexpected arguments: {' '.join(argv[1:])} (flags are --name=value)")
     try:
         rows = [summary_row(s) for s in scalings_from(flags.FLAGS.variants, flags.FLAGS.phi)]
     except ValueError as e:
-        raise app.UsageError(str(e)) from None
+        effnet_flags.fail(str(e))
+    if not rows:
+        effnet_flags.fail("nothing to list: give --variants (e.g. --variants=b0,b1) or --phi")
     print(format_table(rows, flags.FLAGS.format))
 
 
@@ -88,4 +92,4 @@ def define_flags():
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    app.run(main, flags_parser=effnet_flags.parse_flags)

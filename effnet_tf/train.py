@@ -8,6 +8,7 @@ a shipped recipe by name, ``--config tpu``, or a recipe file by path), overridde
 from absl import app, flags
 
 from effnet_tf import flags as effnet_flags
+from effnet_tf.config import validate
 
 effnet_flags.define_flags()
 flags.mark_flag_as_required("model_dir")
@@ -15,16 +16,24 @@ flags.mark_flag_as_required("model_dir")
 
 def main(argv):
     if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    # TensorFlow is imported after flag parsing
-    from effnet_tf.trainer import NonFiniteLossError, train_and_evaluate
+        effnet_flags.fail(f"unexpected arguments: {' '.join(argv[1:])} (flags are --name=value)")
+    try:  # the config is checked before TensorFlow is imported (seconds)
+        config = effnet_flags.resolved_config()
+        validate(config)
+    except ValueError as e:
+        effnet_flags.fail(str(e))
+    from effnet_tf.trainer import (CheckpointWriteError, Interrupted, NonFiniteLossError,
+                                   train_and_evaluate)
 
     try:
-        train_and_evaluate(effnet_flags.resolved_config(), flags.FLAGS.model_dir)
+        train_and_evaluate(config, flags.FLAGS.model_dir)
     except (ValueError, FileNotFoundError) as e:
         effnet_flags.fail(str(e))
-    except NonFiniteLossError as e:
+    except (NonFiniteLossError, CheckpointWriteError) as e:
         effnet_flags.fail(str(e), code=1)
+    except Interrupted as e:  # SIGTERM / SIGINT: the usual exit codes 128 + signal
+        print(str(e).capitalize(), flush=True)
+        raise SystemExit(143 if e.signal_name == "SIGTERM" else 130) from None
 
 
 if __name__ == "__main__":

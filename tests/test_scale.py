@@ -126,7 +126,9 @@ def test_usage_errors():
                           (["search", "--data=synthetic"], "need --project_dir")]:
         out = subprocess.run([sys.executable, "-m", "effnet_tf.scale", *args],
                              capture_output=True, text=True, env=env)
-        assert out.returncode == 1 and message in out.stderr, (args, out.stderr[-500:])
+        assert out.returncode == 2, (args, out.stderr[-500:])
+        assert out.stderr.startswith("effnet_tf.scale: error: ") and message in out.stderr
+        assert len(out.stderr.splitlines()) == 1, out.stderr[-500:]  # no help text before it
 
 
 def assert_real_plot(path, panels):

@@ -1,0 +1,3 @@
+"""A recipe file without get_config (for the CLI error tests)."""
+
+VALUE = 1

@@ -1,0 +1,163 @@
+"""Bad input on the command line: one line naming the flag, exit code 2, before TensorFlow.
+
+Every case runs the real command (``python -m effnet_tf.<command> ...``) in a fresh process,
+through a two-line wrapper that reports at exit whether TensorFlow was imported.
+"""
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DATA = os.path.join(REPO, "tests", "data", "cli")
+# Runs ``module`` as __main__ with the remaining arguments, then says if TensorFlow loaded.
+WRAPPER = ("import atexit, runpy, sys\n"
+           "atexit.register(lambda: print('tensorflow imported:', 'tensorflow' in sys.modules))\n"
+           "sys.argv = sys.argv[1:]\n"
+           "runpy.run_module(sys.argv[0], run_name='__main__', alter_sys=True)\n")
+
+
+def run_cli(module, *args, env=None):
+    """``python -m module args`` (wrapped), without TF_CPP_MIN_LOG_LEVEL unless given."""
+    full_env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    full_env.update(env or {})
+    return subprocess.run([sys.executable, "-c", WRAPPER, module, *map(str, args)], cwd=REPO,
+                          env=full_env, capture_output=True, text=True, timeout=600)
+
+
+def assert_one_line_error(out, module, message):
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert len(lines) == 1 and lines[0].startswith(f"{module}: error: "), out.stderr[-2000:]
+    assert message in lines[0]
+    assert "tensorflow imported: False" in out.stdout
+
+
+TRAIN = ("effnet_tf.train", "--model_dir={tmp}/run")
+SMOKE = TRAIN + ("--config=cpu_smoke",)
+CASES = [
+    (TRAIN + ("--config.xyz=1",), "--config.xyz: the config has no field 'xyz'"),
+    (TRAIN + ("--config.num_clases=10",), "did you mean num_classes?"),
+    (TRAIN + ("--config={tmp}/no_such_recipe.py",), "no such recipe file"),
+    (TRAIN + ("--config=nope",), "is neither a file nor a shipped recipe (cpu_smoke, "),
+    (TRAIN + (f"--config={DATA}/syntax_error.py",),
+     "the recipe does not compile: invalid syntax"),
+    (TRAIN + (f"--config={DATA}/no_get_config.py",), "has no get_config() function"),
+    (TRAIN + ("--phi=1e6",), "config.phi=1e+06 is out of range: with alpha=1.2, beta=1.1, "
+     "gamma=1.15 phi must be in [-12.63, 11.41] (width and depth coefficients in [0.1, 8], "
+     "image size in [32, 2048])"),
+    (TRAIN + ("--phi=-30",), "config.phi=-30 is out of range"),
+    (SMOKE + ("--image_size=100000",), "config.image_size=100000 is above 2048 pixels, the "
+     "largest accepted: one training batch of 16 would keep about 61.5 TB of activations "
+     "(3.84 TB per image; an estimate"),
+    (SMOKE + ("--image_size=16",), "config.image_size must be >= 32 pixels, got 16"),
+    (SMOKE + ("--config.width_coefficient=20",),
+     "config.width_coefficient=20 is out of range [0.1, 8]"),
+    (SMOKE + ("--config.num_classes=0",), "config.num_classes must be >= 2"),
+    (SMOKE + ("--config.eval_steps=0",), "config.eval_steps must be >= 1"),
+    (SMOKE + ("--phi=1",), "config.phi=1 and config.width_coefficient=0.25 are both set"),
+    (TRAIN + ("--variant=b3", "--phi=1"), "--variant=b3 and phi=1 are both given"),
+    (TRAIN + ("--strategy=gpus",), "flag --strategy=gpus: value should be one of <auto|cpu|"),
+    (TRAIN + ("--config.image_size=abc",), "flag --config.image_size=abc: invalid literal"),
+    (TRAIN + ("extra",), "unexpected arguments: extra"),
+    (("effnet_tf.train",), "flag --model_dir=None: Flag --model_dir must have a value"),
+    (("effnet_tf.evaluate", "--model_dir={tmp}", "--steps=0"), "--steps must be >= 1"),
+    (("effnet_tf.evaluate", "--model_dir={tmp}/none"), "--model_dir='{tmp}/none' does not exist"),
+    (("effnet_tf.predict", "--model_dir={tmp}", "--top_k=0", f"{DATA}/photo.jpg"),
+     "--top_k must be an integer >= 1, got 0"),
+    (("effnet_tf.predict", "--model_dir={tmp}", "--top_k=-2", f"{DATA}/photo.jpg"),
+     "--top_k must be an integer >= 1, got -2"),
+    (("effnet_tf.predict", "--model_dir={tmp}", "{tmp}/none.jpg"),
+     "image file(s) not found: {tmp}/none.jpg"),
+    (("effnet_tf.export", "--model_dir={tmp}", "--format=keras", "--output={tmp}/m.zip"),
+     "output for format keras must end in .keras"),
+    (("effnet_tf.summary", "--variants="), "nothing to list: give --variants"),
+    (("effnet_tf.summary", "--phi=1e6"), "phi=1e+06 is out of range: the coefficients "
+     "overflow or vanish (a trainable phi is in [-12.63, 11.41])"),
+    (("effnet_tf.scale", "fit"), "a budget needs max_flops, max_params or max_latency_ms"),
+    (("effnet_tf.scale",), "give a command: table | fit | search | tune | latency"),
+    (("effnet_tf.scale", "table", "--variants="), "nothing to list"),
+]
+
+
+@pytest.mark.parametrize("argv,message", CASES, ids=[" ".join(c[0][2:] or c[0]) for c in CASES])
+def test_bad_argument_is_one_line_before_tensorflow(tmp_path, argv, message):
+    module, *args = [a.format(tmp=tmp_path) for a in argv]
+    out = run_cli(module, *args)
+    assert_one_line_error(out, module, message.format(tmp=tmp_path))
+
+
+def test_valid_flags_and_config_are_checked_without_tensorflow(tmp_path):
+    code = ("import os, sys\n"
+            f"sys.argv = ['effnet_tf.train', '--config=cpu_smoke', '--model_dir={tmp_path}',"
+            " '--config.image_size=96', '--config.num_classes=10']\n"
+            "from effnet_tf import flags\n"
+            "import effnet_tf.train\n"
+            "from effnet_tf.config import validate\n"
+            "flags.parse_flags(sys.argv)\n"
+            "config = flags.resolved_config()\n"
+            "validate(config)\n"
+            "print(config.image_size, config.num_classes, os.environ['TF_CPP_MIN_LOG_LEVEL'],"
+            " [m for m in ('tensorflow', 'keras') if m in sys.modules])\n")
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True,
+                         text=True)
+    assert out.stdout.split() == ["96", "10", "2", "[]"], out.stderr[-2000:]
+
+
+# ---- with TensorFlow: a tiny trained run ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A 2-step run of the smoke recipe at 32 px, by the CLI; its stderr."""
+    model_dir = tmp_path_factory.mktemp("cli") / "run"
+    out = run_cli("effnet_tf.train", "--config=cpu_smoke", f"--model_dir={model_dir}",
+                  "--config.image_size=32", "--epochs=1", "--config.steps_per_epoch=2",
+                  "--config.checkpoint_every_steps=2", "--config.eval_steps=1")
+    assert out.returncode == 0, out.stderr[-3000:]
+    return model_dir, out.stderr
+
+
+def test_training_shows_no_start_up_chatter(trained):
+    _, stderr = trained
+    assert "oneDNN" not in stderr and "absl::InitializeLog" not in stderr, stderr[-3000:]
+    assert not re.search(r"^I\d{4} ", stderr, re.M), stderr[-3000:]  # no INFO lines at all
+
+
+def test_dataset_file_that_is_not_a_tfrecord_is_named(tmp_path):
+    out = run_cli("effnet_tf.train", "--config=cpu_smoke", f"--model_dir={tmp_path}/run",
+                  f"--dataset={DATA}/not_a_tfrecord.tfrecord")
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode == 2 and len(lines) == 1, out.stderr[-2000:]
+    assert lines[0] == (f"effnet_tf.train: error: dataset file '{DATA}/not_a_tfrecord.tfrecord'"
+                        " is not a TFRecord file (its first record does not read: another "
+                        "format, compressed, or corrupt)")
+
+
+def test_predict_names_a_file_that_is_not_an_image_and_predicts_the_others(trained):
+    model_dir, _ = trained
+    photo, text = f"{DATA}/photo.jpg", f"{DATA}/not_an_image.jpg"
+    out = run_cli("effnet_tf.predict", f"--model_dir={model_dir}", "--top_k=2", photo, text,
+                  photo)
+    assert out.returncode == 1
+    predicted = [line for line in out.stdout.splitlines() if line.startswith(photo)]
+    assert len(predicted) == 2 and predicted[0] == predicted[1]
+    assert re.fullmatch(rf"{photo}: class_\d [01]\.\d{{3}}, class_\d [01]\.\d{{3}}", predicted[0])
+    errors = out.stderr.strip().splitlines()
+    assert errors[0].startswith(f"effnet_tf.predict: warning: {text} is not an image that "
+                                "decodes, skipped (Unknown image file format.")
+    assert errors[-1] == f"effnet_tf.predict: error: 1 of 3 files could not be predicted: {text}"
+
+
+def test_evaluate_counts_the_images_evaluated_and_skipped(trained):
+    model_dir, _ = trained
+    for name in os.listdir(model_dir / "data" / "class_0"):  # every image of a class broken
+        (model_dir / "data" / "class_0" / name).write_bytes(b"not a jpeg")
+    out = run_cli("effnet_tf.evaluate", f"--model_dir={model_dir}")
+    assert out.returncode == 0, out.stderr[-2000:]
+    figures = dict(re.findall(r"(\w+) (\S+)", out.stdout.splitlines()[0]))
+    assert (figures["images"], figures["skipped"]) == ("48", "16")  # 64 held out, 16 a class
