@@ -116,11 +116,15 @@ def parse_flags(argv: list[str]) -> list[str]:
                 argv[i] = "--config=" + recipe_path(arg[len("--config="):])
             elif arg == "--config" and i + 1 < len(argv):
                 argv[i + 1] = recipe_path(argv[i + 1])
-        rest = flags.FLAGS(argv)
-    except flags.Error as e:
-        fail(" ".join(str(e).split()))
     except ValueError as e:
         fail(str(e))
+    try:
+        rest = flags.FLAGS(argv)
+    except flags.Error as e:
+        text = str(e).strip()
+        if spec is not None and "Traceback (most recent call last)" in text:  # get_config raised
+            fail(f"--config={spec}: loading the recipe failed: {text.splitlines()[-1]}")
+        fail(" ".join(text.split()))
     except Exception as e:  # a recipe that does not load, raised as is by ml_collections
         if spec is None:
             raise

@@ -46,6 +46,8 @@ CASES = [
     (TRAIN + (f"--config={DATA}/syntax_error.py",),
      "the recipe does not compile: invalid syntax"),
     (TRAIN + (f"--config={DATA}/no_get_config.py",), "has no get_config() function"),
+    (TRAIN + (f"--config={DATA}/get_config_raises.py",),
+     "loading the recipe failed: ValueError: needs an argument"),
     (TRAIN + ("--phi=1e6",), "config.phi=1e+06 is out of range: with alpha=1.2, beta=1.1, "
      "gamma=1.15 phi must be in [-12.63, 11.41] (width and depth coefficients in [0.1, 8], "
      "image size in [32, 2048])"),
@@ -161,3 +163,21 @@ def test_evaluate_counts_the_images_evaluated_and_skipped(trained):
     assert out.returncode == 0, out.stderr[-2000:]
     figures = dict(re.findall(r"(\w+) (\S+)", out.stdout.splitlines()[0]))
     assert (figures["images"], figures["skipped"]) == ("48", "16")  # 64 held out, 16 a class
+
+
+@pytest.mark.parametrize("args,env,expected", [
+    ([], {}, "2 -1"),  # TensorFlow's C++ INFO and WARNING lines off, absl warnings and up
+    (["--verbosity=0"], {}, "0 0"),  # asked for INFO: everything
+    (["-v", "1"], {}, "0 1"),
+    ([], {"TF_CPP_MIN_LOG_LEVEL": "1"}, "1 -1"),  # the user's own setting wins
+])
+def test_logs_are_quiet_unless_asked(args, env, expected):
+    code = ("import os, sys\n"
+            "from absl import logging\n"
+            "from effnet_tf import flags\n"
+            "flags.parse_flags(['effnet_tf.summary'] + sys.argv[1:])\n"
+            "print(os.environ['TF_CPP_MIN_LOG_LEVEL'], logging.get_verbosity())\n")
+    full_env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    out = subprocess.run([sys.executable, "-c", code, *args], cwd=REPO, capture_output=True,
+                         text=True, env={**full_env, **env})
+    assert out.stdout.strip() == expected, out.stderr[-2000:]

@@ -1,0 +1,2 @@
+def get_config():
+    raise ValueError("needs an argument")
