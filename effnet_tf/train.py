@@ -1,8 +1,10 @@
 """Train an EfficientNet: ``python -m effnet_tf.train --variant b4 --model_dir runs/b4``.
 
 The recipe comes from ``--config`` (default: the paper's ImageNet recipe, effnet_tf/config.py;
-a shipped recipe by name, ``--config tpu``, or a recipe file by path), overridden by ``--config.<field>=value`` and the shorthand flags.
-``--helpfull`` lists them all. Re-running the command with the same --model_dir resumes.
+a shipped recipe by name, ``--config tpu``, or a recipe file by path), overridden by
+``--config.<field>=value`` and the shorthand flags. ``--helpfull`` lists them all.
+Re-running the command with the same --model_dir resumes. The flags and the config are
+checked before TensorFlow is imported: a mistake is one line, at once.
 """
 
 from absl import app, flags
