@@ -170,7 +170,7 @@ def check_remat(remat):
         return False
     if remat is True:
         return "all"
-    if remat not in REMAT_CHOICES:
+    if not isinstance(remat, str) or remat not in REMAT_CHOICES:
         raise ValueError(f"remat must be one of {REMAT_CHOICES} or True, got {remat!r}")
     return remat
 
@@ -226,6 +226,11 @@ class EfficientNetModel(keras.Model):
 
     def get_config(self):
         return {**super().get_config(), "remat": self.remat}
+
+    @property
+    def remat_blocks(self) -> list[str]:
+        """The blocks recomputed in the backward pass (``["block1a_", "block2a_", ...]``)."""
+        return [s.block for s in self._remat_plan.segments if s.block]
 
     def _segments(self) -> list[_Segment]:
         stages = None if self.remat == "all" else HIGH_RES_STAGES
