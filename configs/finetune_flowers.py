@@ -1,7 +1,9 @@
 """Fine-tune a pretrained B0 on tf_flowers (5 classes, 3,670 images) from TFDS.
 
-    python -m effnet_tf.train --config configs/finetune_flowers.py \
-        --config.pretrained=/path/to/efficientnetb0_notop.h5 --model_dir runs/flowers
+    python -m effnet_tf.train --config finetune_flowers --model_dir runs/flowers
+
+Starts from keras.applications' ImageNet weights (``--pretrained imagenet``, fetched once into
+the Keras cache; any set of ``python -m effnet_tf.weights list`` or a local file works too).
 
 Two epochs train the new head with the backbone frozen (BN in inference mode), then the whole
 network trains at a small learning rate with BN kept frozen. From ImageNet weights it should
@@ -14,6 +16,7 @@ from effnet_tf.config import get_config as _default
 def get_config():
     c = _default()
     c.variant = "b0"
+    c.pretrained = "imagenet"
     c.dataset = "tfds:tf_flowers"
     c.train_split = "train[:90%]"
     c.eval_split = "train[90%:]"

@@ -25,7 +25,8 @@ def get_config() -> ml_collections.ConfigDict:
     c.dropout = ml_collections.FieldReference(None, field_type=float)  # default: variant's
     c.drop_connect_rate = 0.2
     c.sync_batch_norm = False
-    c.remat = False  # recompute block interiors in the backward pass (less memory)
+    c.remat = "none"  # none | all | high_res: recompute MBConv blocks in the backward pass
+    # (less activation memory for more compute; high_res: stages 1-3, where most of it is)
     c.batch_norm_momentum = 0.99
 
     # Data: any source of the pipelines package ("tfds:<name>", TFRecords, an image folder),
@@ -102,6 +103,7 @@ _CHOICES = {
     "lr_schedule": ("exponential", "cosine", "constant"),
     "optimizer": ("rmsprop_tf", "rmsprop", "sgd", "adam"),
     "resize_method": ("bicubic", "bilinear"),
+    "remat": ("none", "all", "high_res"),
     "checkpoint_data_position": ("auto", "true", "false"),
     "strategy": STRATEGIES,
     "mixed_precision": PRECISIONS,

@@ -1,65 +1,63 @@
-"""Top-1 / top-5 accuracy of a logits model on a one-pass dataset."""
+"""Top-1 / top-5 accuracy of a logits model on a one-pass dataset.
+
+A loop of its own rather than ``Model.evaluate``: ``evaluate`` needs ``compile``, which gives
+the model a Keras optimizer that every later checkpoint would then hold (and a resumed run
+would wait to restore from a file the checkpoint rotation has deleted); and under a strategy
+its data adapter starts reading the dataset once more before the real pass, so each
+undecodable image of a small split was reported and counted twice.
+"""
 
 from __future__ import annotations
 
-import warnings
 import weakref
 
-import keras
-from keras import ops
+import tensorflow as tf
 
-# One compiled twin per evaluated model, kept while the model lives (compiled once per run).
-_twins: "weakref.WeakKeyDictionary[keras.Model, keras.Model]" = weakref.WeakKeyDictionary()
-
-
-class ExampleCount(keras.metrics.Metric):
-    """Examples evaluated (their weights summed: padded blanks weigh 0)."""
-
-    def __init__(self, name="images", **kwargs):
-        super().__init__(name=name, **kwargs)
-        self.total = self.add_variable(shape=(), initializer="zeros", name="total")
-
-    def update_state(self, y_true, y_pred, sample_weight=None):
-        if sample_weight is None:
-            sample_weight = ops.ones(ops.shape(y_pred)[:1])
-        self.total.assign_add(ops.sum(ops.cast(sample_weight, self.dtype)))
-
-    def result(self):
-        return self.total
+# One compiled evaluation step per model (and top-k), kept while the model lives.
+_steps: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
-def _compiled_twin(model: keras.Model, num_classes: int) -> keras.Model:
-    """A functional model over ``model``'s own layers (same variables), compiled for
-    evaluation. The trained model itself is never compiled: ``compile`` would give it a Keras
-    optimizer, which every later checkpoint of the model would then hold, and which a resumed
-    run would wait to restore from a file the checkpoint rotation has deleted."""
-    twin = _twins.get(model)
-    if twin is None:
-        twin = keras.Model(model.inputs, model.outputs, name=f"{model.name}_eval")
-        twin.compile(
-            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-            weighted_metrics=[
-                keras.metrics.SparseCategoricalCrossentropy(from_logits=True, name="xent"),
-                keras.metrics.SparseTopKCategoricalAccuracy(1, name="top1"),
-                keras.metrics.SparseTopKCategoricalAccuracy(min(5, num_classes), name="top5"),
-                ExampleCount()],
-            jit_compile=False)
-        _twins[model] = twin
-    return twin
+def _sums_fn(model, k: int):
+    """``batch -> [sum of loss, top-1 hits, top-k hits, examples]``, weighted by the
+    batch's example weights when it has them (padded blanks weigh 0)."""
+    cached = _steps.get(model)
+    if cached is not None and cached[0] == k:
+        return cached[1]
+
+    @tf.function
+    def sums(batch):
+        images, labels = batch[0], tf.cast(batch[1], tf.int32)
+        weights = tf.cast(batch[2], tf.float32) if len(batch) > 2 else tf.ones_like(
+            labels, tf.float32)
+        logits = tf.cast(model(images, training=False), tf.float32)
+        loss = tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits)
+        top1 = tf.cast(tf.math.in_top_k(labels, logits, 1), tf.float32)
+        topk = tf.cast(tf.math.in_top_k(labels, logits, k), tf.float32)
+        return tf.stack([tf.reduce_sum(weights * loss), tf.reduce_sum(weights * top1),
+                         tf.reduce_sum(weights * topk), tf.reduce_sum(weights)])
+
+    _steps[model] = (k, sums)
+    return sums
 
 
-def evaluate_model(model: keras.Model, dataset, num_classes: int, steps=None) -> dict:
-    """``{"loss", "top1", "top5", "images"}`` (top-k with k = min(5, classes); ``images``
-    evaluated); ``model`` is unchanged.
+def evaluate_model(model, dataset, num_classes: int, steps=None, strategy=None) -> dict:
+    """``{"loss", "top1", "top5", "images"}``: means over the examples (top-k with
+    k = min(5, classes)) and how many were evaluated; ``model`` is left as it was.
 
-    Batches may carry per-example weights, ``(images, labels, weights)``: the padded last
-    batch of ``pipelines.build(..., pad_remainder=True)`` (TPU), whose blanks weigh 0. Every
-    figure is a weighted mean over examples, so blanks count for nothing (the compiled loss
-    is averaged per batch, so the loss reported is the weighted metric's).
+    Batches are ``(images, labels)`` or ``(images, labels, weights)`` (the padded last batch
+    of ``pipelines.build(..., pad_remainder=True)`` on TPU, whose blanks weigh 0). ``steps``
+    limits the batches; ``strategy`` (default: the current one) runs the replicas.
     """
-    twin = _compiled_twin(model, num_classes)
-    with warnings.catch_warnings():  # "ran out of data" is how a one-pass split ends
-        warnings.filterwarnings("ignore", message="Your input ran out of data")
-        result = twin.evaluate(dataset, steps=steps, verbose=0, return_dict=True)
-    return {"loss": result["xent"], "top1": result["top1"], "top5": result["top5"],
-            "images": int(round(float(result["images"])))}
+    strategy = strategy or tf.distribute.get_strategy()
+    sums = _sums_fn(model, min(5, num_classes))
+    if strategy.num_replicas_in_sync > 1:
+        dataset = strategy.experimental_distribute_dataset(dataset)
+    totals = tf.zeros([4])
+    for i, batch in enumerate(dataset):
+        if steps is not None and i >= steps:
+            break
+        totals += strategy.reduce("SUM", strategy.run(sums, args=(batch,)), axis=None)
+    loss, top1, topk, count = totals.numpy().tolist()
+    count_or_1 = max(count, 1e-9)
+    return {"loss": loss / count_or_1, "top1": top1 / count_or_1, "top5": topk / count_or_1,
+            "images": int(round(count))}

@@ -34,7 +34,7 @@ def main(argv):
     except (NonFiniteLossError, CheckpointWriteError) as e:
         effnet_flags.fail(str(e), code=1)
     except Interrupted as e:  # SIGTERM / SIGINT: the usual exit codes 128 + signal
-        print(str(e).capitalize(), flush=True)
+        print(str(e)[0].upper() + str(e)[1:], flush=True)
         raise SystemExit(143 if e.signal_name == "SIGTERM" else 130) from None
 
 

@@ -7,6 +7,7 @@ iterator's position, and an interrupted deterministic run ends with the same wei
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -16,12 +17,14 @@ import tensorflow as tf
 from absl import logging
 
 from effnet_tf import blocks, recipe, runtime
+from effnet_tf.config import model_scaling as scaling_from_config  # noqa: F401 (restore.py)
 from effnet_tf.config import validate
 from effnet_tf.data import DataSpec
 from effnet_tf.costs import costs
 from effnet_tf.evaluation import evaluate_model
 from effnet_tf.interrupts import StopRequests
 from effnet_tf.model import EfficientNet
+from effnet_tf.normalization import for_weights
 from effnet_tf.progress import Progress
 from effnet_tf.run_dir import RunDir, is_chief
 from effnet_tf.scaling import Scaling
@@ -35,26 +38,14 @@ class CheckpointWriteError(RuntimeError):
     pass
 
 
-def scaling_from_config(config) -> Scaling:
-    """The model's scaling: the formula when ``phi`` is set, else the table, then overrides."""
-    if config.phi is not None:
-        scaling = Scaling.from_phi(config.phi, config.alpha, config.beta, config.gamma)
-    else:
-        scaling = Scaling.variant(config.variant)
-    overrides = {k: v for k, v in {
-        "width_coefficient": config.width_coefficient,
-        "depth_coefficient": config.depth_coefficient,
-        "resolution": config.image_size,
-        "dropout_rate": config.dropout,
-    }.items() if v is not None}
-    return scaling.replace(**overrides)
-
-
 def build_model(config, scaling: Scaling, num_classes: int) -> keras.Model:
     """Logits model; BatchNorm synchronized across replicas, or with another momentum, when
     the config asks (rebuilt from the model's config: the builder keeps the paper's BN)."""
+    remat = config.get("remat", "none")  # absent in older runs' config.json
     model = EfficientNet(scaling, classes=num_classes, classifier_activation=None,
-                         drop_connect_rate=config.drop_connect_rate)
+                         drop_connect_rate=config.drop_connect_rate,
+                         normalization=for_weights(config.pretrained),
+                         remat=False if remat == "none" else remat)
     bn_changes = {}
     if config.sync_batch_norm:
         bn_changes["synchronized"] = True
@@ -94,6 +85,20 @@ class Trainer:
             raise ValueError(
                 f"config.global_batch_size={config.global_batch_size} does not divide among "
                 f"{self.strategy.num_replicas_in_sync} replicas")
+        # One live run per model_dir: held from here (before anything is written) to close().
+        self._held = contextlib.ExitStack()
+        self._held.enter_context(self.run_dir.lock(enabled=is_chief(self.strategy)))
+        try:
+            self._build(config, model_dir)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Releases the model_dir."""
+        self._held.close()
+
+    def _build(self, config, model_dir: str) -> None:
         kind = runtime.device_kind(self.strategy)
         self.precision = runtime.resolve_precision(config.mixed_precision, kind)
         self.jit = runtime.resolve_jit(config.jit_compile, kind)
@@ -312,7 +317,8 @@ class Trainer:
             self.ema.swap()
         try:
             with self.strategy.scope():
-                result = evaluate_model(self.model, dataset, self.data.num_classes, steps)
+                result = evaluate_model(self.model, dataset, self.data.num_classes, steps,
+                                        self.strategy)
             result["skipped_images"] = (skips.count - skipped_before) if skips else 0
             return result
         finally:
@@ -326,7 +332,7 @@ def train_and_evaluate(config, model_dir: str) -> dict:
     (``Interrupted``); the same call resumes."""
     trainer = Trainer(config, model_dir)
     chief = is_chief(trainer.strategy)
-    with trainer.run_dir.lock(enabled=chief), StopRequests() as stop:
+    with contextlib.closing(trainer), StopRequests() as stop:
         start_step = trainer.restore()
         if chief:
             class_names = trainer.data.source and trainer.data.source.class_names
