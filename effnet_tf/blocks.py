@@ -156,6 +156,11 @@ def classifier(x, classes: int, activation, dropout_rate: float):
 # (``keras.remat``, i.e. ``tf.recompute_grad`` on TensorFlow). The model stays the functional
 # graph of keras.applications-named layers (weights, ``get_layer``, feature maps unchanged);
 # only its training-time ``call`` runs each chosen block as one rematerialized function.
+# Sources: ``keras.remat`` is ``tf.recompute_grad`` on TensorFlow (Keras 3.9+,
+# ``keras/src/backend/tensorflow/core.py``), which recomputes ``f`` after the upstream gradient
+# arrives (a data dependency, so graph mode and XLA do not hoist it); it replays ``f`` as is,
+# state updates and random draws included (TensorFlow ``ops/custom_gradient.py``), hence the
+# StatelessScope below. TensorFlow only: on JAX the state updates inside the call would not trace.
 
 REMAT_CHOICES = (False, "all", "high_res")
 # "high_res": the stages before the first stride-16 stage (strides 2, 4, 8; B0 stages 1-3),
