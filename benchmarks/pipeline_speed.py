@@ -251,7 +251,8 @@ def run_service(num_images: int, trials: int, images_per_trial: int, height: int
     finally:
         for worker in workers:
             worker.terminate()
-            worker.wait()
+        for worker in workers:
+            worker.wait(timeout=60)
         dispatcher.stop()
     return best
 

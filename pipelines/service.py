@@ -52,6 +52,7 @@ the same TensorFlow version as the trainer and see the same file paths.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -173,9 +174,18 @@ def main(argv=None) -> int:
     print(f"READY {args.role} {server._address if args.role == 'worker' else args.port}",
           flush=True)
     stopping.wait()
-    server.stop()
-    logging.info("%s stopped", args.role)
-    return 0
+    if args.role == "dispatcher":
+        server.stop()  # its journal is written as it goes: nothing more to save
+        logging.info("dispatcher stopped")
+        return 0
+    # A worker has nothing to save either (workers do not deregister: the dispatcher drops a
+    # silent worker after --worker_timeout_ms). Its stop() waits, holding the GIL, for the
+    # dispatcher as long as WorkerConfig.dispatcher_timeout_ms (an hour) once that is gone,
+    # so a worker leaves without it.
+    logging.info("worker stopped")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":

@@ -96,6 +96,16 @@ def test_distributed_epoch_serves_each_example_once(cluster, image_folder, mode,
                                                     2: 6 * copies}
 
 
+def test_undecodable_images_are_skipped_on_the_workers(cluster, messy_folder):
+    """10 good images (8 JPEGs, a PNG, a grayscale JPEG) and 2 broken ones: one epoch through
+    the service holds the 10, and a worker's stderr names a skipped file."""
+    served = pipelines.build(messy_folder, "train", image_size=32, batch_size=4, repeat=False,
+                             drop_remainder=False, data_service=cluster["address"])
+    assert sum(len(y) for _, y in served) == 10
+    logs = "".join(worker.stderr() for worker in cluster["workers"])
+    assert "could not be decoded" in logs and ("corrupt.jpg" in logs or "truncated.jpg" in logs)
+
+
 def test_killing_a_worker_does_not_stop_training(cluster, image_folder):
     victim = Server(cluster["tmp"], "worker", "--dispatcher", f"127.0.0.1:{cluster['port']}")
     victim.ready()
@@ -166,8 +176,9 @@ def test_mode_is_distributed_epoch_for_files_and_parallel_epochs_otherwise():
 
 
 def test_servers_stop_cleanly_on_sigterm_and_sigint(cluster):
-    """Last in this module: it stops the cluster's servers."""
-    worker = cluster["workers"][0]
-    assert worker.stop(signal.SIGTERM) == 0 and "worker stopped" in worker.stderr()
+    """Last in this module: it stops the cluster's servers. The dispatcher goes first, so a
+    worker must also stop without it (its own stop() would wait for it forever)."""
     dispatcher = cluster["dispatcher"]
     assert dispatcher.stop(signal.SIGINT) == 0 and "dispatcher stopped" in dispatcher.stderr()
+    worker = cluster["workers"][0]
+    assert worker.stop(signal.SIGTERM) == 0 and "worker stopped" in worker.stderr()
