@@ -166,6 +166,7 @@ def build(
         service_mode = _check_service(data_service, data_service_mode, data_service_job_name,
                                       training, source, input_context)
         input_context = None  # the service distributes the work, the pipeline must not shard
+        seed = None  # not reproducible across workers anyway; one seed would clone them
     counter = skip_counter or default_skip_counter()
     pipeline_id = 0 if input_context is None else input_context.input_pipeline_id
     deterministic = seed is not None or not training

@@ -96,6 +96,16 @@ def test_distributed_epoch_serves_each_example_once(cluster, image_folder, mode,
                                                     2: 6 * copies}
 
 
+def test_parallel_epochs_workers_crop_differently_even_with_a_seed(cluster, image_folder):
+    """The seed is ignored with the service: one seed on both workers would make both copies
+    of each image the same crop (18 distinct images out of 36)."""
+    served = pipelines.build(image_folder, "train", image_size=32, batch_size=4, repeat=False,
+                             drop_remainder=False, seed=0, data_service=cluster["address"],
+                             data_service_mode="parallel_epochs")
+    images = np.concatenate([x.numpy() for x, _ in served])
+    assert len(images) == 36 and len({image.tobytes() for image in images}) == 36
+
+
 def test_undecodable_images_are_skipped_on_the_workers(cluster, messy_folder):
     """10 good images (8 JPEGs, a PNG, a grayscale JPEG) and 2 broken ones: one epoch through
     the service holds the 10, and a worker's stderr names a skipped file."""
