@@ -66,7 +66,9 @@ The one entry point::
   service workers (``python -m pipelines.service``); ``data_service_mode``
   ``"distributed_epoch"`` (each example once per epoch; TFRecords and folders),
   ``"parallel_epochs"`` (each worker a full shuffled copy) or None (auto); several trainers
-  share one job through ``data_service_job_name``. See ``pipelines.service``.
+  share one job through ``data_service_job_name``; ``seed`` is ignored (not reproducible
+  across workers). Servers: ``python -m pipelines.service dispatcher --port P`` and
+  ``python -m pipelines.service worker --dispatcher host:P``. See ``pipelines.service``.
 * ``cache``: ``True`` (memory) or a file path: caches the encoded records of this pipeline.
 * Corrupt or truncated images are skipped, named in a warning on stderr and counted in
   ``skip_counter`` (a ``SkipCounter``: ``.count``, ``.seen``, ``.report()`` logs through
