@@ -32,7 +32,8 @@ load = lambda split, shuffle: keras.utils.image_dataset_from_directory(
     f"{root}/{split}", image_size=(32, 32), batch_size=32, shuffle=shuffle, seed=0)
 train, val = load("train", True), load("val", False)
 model = keras.applications.EfficientNetB0(weights=None, input_shape=(32, 32, 3), classes=10)
-model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", ["accuracy"])
+model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy",
+              metrics=["accuracy"])
 class Report(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         print(f"EPOCH {epoch + 1} {logs['val_accuracy']:.4f} {time.time() - start:.1f}", flush=True)

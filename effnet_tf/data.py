@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import zlib
 
 import tensorflow as tf
 
@@ -167,7 +168,9 @@ class DataSpec:
             flip=c.get("flip", True),
             crop_fraction=None if training else c.get("eval_crop_fraction", None),
             resize_method=c.get("resize_method", "bicubic"),
-            data_service=c.get("data_service", None) if training else None)
+            data_service=c.get("data_service", None) if training else None,
+            # the trainers of one run share one job (each batch goes to one of them)
+            data_service_job_name=f"effnet_tf-{zlib.crc32(self.model_dir.encode()):08x}")
 
     def train_dataset(self, input_context: tf.distribute.InputContext, batch_size: int):
         """The endless training pipeline of one input pipeline, batches of ``batch_size``."""
