@@ -27,19 +27,13 @@ def main():
     import numpy as np
 
     import effnet_tf
-    from effnet_tf import blocks
     from effnet_tf.scaling import Scaling
 
     keras.mixed_precision.set_dtype_policy(args.policy)
     size = Scaling.variant(args.variant).resolution
 
     def ours(explicit: bool):
-        chosen = blocks.explicit_padding
-        blocks.explicit_padding = lambda: explicit
-        try:
-            return effnet_tf.EfficientNet(args.variant)
-        finally:
-            blocks.explicit_padding = chosen
+        return effnet_tf.EfficientNet(args.variant, explicit_padding=explicit)
 
     builders = {
         "ours, same": lambda: ours(False),

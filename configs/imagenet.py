@@ -1,4 +1,4 @@
-"""The paper's ImageNet recipe (Tan & Le 2019; REFERENCE.md section 5), for any variant.
+"""The paper's ImageNet recipe (Tan & Le 2019; the official tensorflow/tpu trainer), for any variant.
 
     python -m effnet_tf.train --config configs/imagenet.py --variant b0 \
         --data_dir gs://my-bucket/tensorflow_datasets --model_dir gs://my-bucket/runs/b0

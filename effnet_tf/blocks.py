@@ -6,6 +6,7 @@ files and user code written for it (``block6d_project_bn``) keep working.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import re
 from typing import NamedTuple
@@ -32,19 +33,34 @@ DENSE_INIT = {
 
 
 def explicit_padding() -> bool:
-    """Whether strided convolutions pad with a ``ZeroPadding2D`` + ``"valid"`` (named
-    ``{name}_pad`` like keras.applications') instead of ``"same"``: under a mixed-precision
-    policy. Measured on this CPU (oneDNN, ``benchmarks/padding_ab.py``): b0 trains about 8%
-    faster in bfloat16 with explicit padding, and about 2% slower in float32."""
+    """The default of ``LayerOptions.explicit_padding``: under a mixed-precision policy.
+    Measured on this CPU (oneDNN, ``benchmarks/padding_ab.py``): b0 trains about 8% faster in
+    bfloat16 with explicit padding, and about 2% slower in float32."""
     return keras.mixed_precision.dtype_policy().compute_dtype != "float32"
 
 
-def same_padding(x, kernel_size: int, strides: int, name: str):
+@dataclasses.dataclass(frozen=True)
+class LayerOptions:
+    """Layer choices that leave names and weights as they are.
+
+    ``batch_norm_momentum``: of every BatchNormalization (0.99, the paper's; short runs want
+    less). ``sync_batch_norm``: statistics over all replicas (Keras' ``synchronized``; the
+    official TPU trainer's ``tpu_batch_normalization`` over replica groups).
+    ``explicit_padding``: strided convolutions pad with a ``ZeroPadding2D`` + ``"valid"``
+    (named ``{name}_pad`` like keras.applications') instead of ``"same"``; the same zeros.
+    """
+
+    batch_norm_momentum: float = BN_MOMENTUM
+    sync_batch_norm: bool = False
+    explicit_padding: bool = False
+
+
+def same_padding(x, kernel_size: int, strides: int, name: str, explicit: bool = False):
     """``(x, padding)`` for a convolution that must pad like ``"same"``: the very zeros
     ``"same"`` adds, so outputs and weights are identical either way. Without a static
     spatial size (fully convolutional use): ``"same"``."""
     height, width = x.shape[1:3]
-    if strides == 1 or height is None or width is None or not explicit_padding():
+    if strides == 1 or height is None or width is None or not explicit:
         return x, "same"
     pads = []
     for size in (height, width):
@@ -53,9 +69,10 @@ def same_padding(x, kernel_size: int, strides: int, name: str):
     return layers.ZeroPadding2D(tuple(pads), name=f"{name}_pad")(x), "valid"
 
 
-def conv_bn(x, filters: int, kernel_size: int, strides: int, name: str, activation=ACTIVATION):
+def conv_bn(x, filters: int, kernel_size: int, strides: int, name: str, activation=ACTIVATION,
+            options: LayerOptions = LayerOptions()):
     """Conv (no bias, ``same`` padding) -> BN -> optional swish, named ``{name}conv/bn/activation``."""
-    x, padding = same_padding(x, kernel_size, strides, f"{name}conv")
+    x, padding = same_padding(x, kernel_size, strides, f"{name}conv", options.explicit_padding)
     x = layers.Conv2D(
         filters,
         kernel_size,
@@ -65,11 +82,14 @@ def conv_bn(x, filters: int, kernel_size: int, strides: int, name: str, activati
         kernel_initializer=CONV_INIT,
         name=f"{name}conv",
     )(x)
-    return batch_norm_activation(x, f"{name}bn", f"{name}activation" if activation else None)
+    return batch_norm_activation(x, f"{name}bn", f"{name}activation" if activation else None,
+                                 options)
 
 
-def batch_norm_activation(x, bn_name: str, activation_name: str | None):
-    x = layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=bn_name)(x)
+def batch_norm_activation(x, bn_name: str, activation_name: str | None,
+                          options: LayerOptions = LayerOptions()):
+    x = layers.BatchNormalization(momentum=options.batch_norm_momentum, epsilon=BN_EPSILON,
+                                  synchronized=options.sync_batch_norm, name=bn_name)(x)
     if activation_name:
         x = layers.Activation(ACTIVATION, name=activation_name)(x)
     return x
@@ -96,7 +116,7 @@ def squeeze_excite(x, block: Block):
     return layers.Multiply(name=f"{name}se_excite")([x, se])
 
 
-def mbconv(inputs, block: Block, drop_rate: float):
+def mbconv(inputs, block: Block, drop_rate: float, options: LayerOptions = LayerOptions()):
     """Mobile inverted bottleneck: expand 1x1 -> depthwise kxk -> SE -> project 1x1 (+ residual).
 
     ``drop_rate`` is this block's stochastic-depth rate: the residual branch of a whole sample
@@ -106,8 +126,9 @@ def mbconv(inputs, block: Block, drop_rate: float):
     name = block.name
     x = inputs
     if block.expand_ratio != 1:
-        x = conv_bn(x, block.expanded_filters, 1, 1, name=f"{name}expand_")
-    x, padding = same_padding(x, block.kernel_size, block.strides, f"{name}dwconv")
+        x = conv_bn(x, block.expanded_filters, 1, 1, name=f"{name}expand_", options=options)
+    x, padding = same_padding(x, block.kernel_size, block.strides, f"{name}dwconv",
+                              options.explicit_padding)
     x = layers.DepthwiseConv2D(
         block.kernel_size,
         strides=block.strides,
@@ -116,9 +137,10 @@ def mbconv(inputs, block: Block, drop_rate: float):
         depthwise_initializer=CONV_INIT,
         name=f"{name}dwconv",
     )(x)
-    x = batch_norm_activation(x, f"{name}bn", f"{name}activation")
+    x = batch_norm_activation(x, f"{name}bn", f"{name}activation", options)
     x = squeeze_excite(x, block)
-    x = conv_bn(x, block.filters_out, 1, 1, name=f"{name}project_", activation=None)
+    x = conv_bn(x, block.filters_out, 1, 1, name=f"{name}project_", activation=None,
+                options=options)
     if block.has_residual:
         if drop_rate > 0:
             x = layers.Dropout(drop_rate, noise_shape=(None, 1, 1, 1), name=f"{name}drop")(x)

@@ -1,4 +1,10 @@
-"""The default training configuration: the paper's ImageNet recipe (REFERENCE.md section 5).
+"""The default training configuration: the paper's ImageNet recipe.
+
+Tan & Le 2019 (section 5.2) and the official trainer (tensorflow/tpu
+``models/official/efficientnet/main.py``): TF1 RMSProp (decay 0.9, momentum 0.9, epsilon
+1e-3), learning rate 0.016 per 256 images with 5 warm-up epochs, then x0.97 every 2.4 epochs;
+weight decay 1e-5; label smoothing 0.1; EMA 0.9999 (BN statistics included); stochastic depth
+0.2; AutoAugment; 350 epochs.
 
 Recipes in ``configs/`` import this and override a few fields; the command line overrides
 single fields (``--config.global_batch_size=512``) or uses the shorthand flags of

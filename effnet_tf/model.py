@@ -115,6 +115,9 @@ def EfficientNet(
     name=None,
     features_only: bool = False,
     remat=False,
+    batch_norm_momentum: float = blocks.BN_MOMENTUM,
+    sync_batch_norm: bool = False,
+    explicit_padding: bool | None = None,
 ) -> keras.Model:
     """Builds an EfficientNet as a Keras functional model.
 
@@ -144,6 +147,11 @@ def EfficientNet(
         training memory, more compute): False; "all" (or True) every block; "high_res" the
         stride-2..8 stages (1-3), where most activation memory is. See
         ``blocks.EfficientNetModel``; ``benchmarks/train_memory.py`` measures it.
+      batch_norm_momentum: of every BatchNormalization (0.99, the paper's).
+      sync_batch_norm: BatchNormalization statistics over all replicas of a strategy.
+      explicit_padding: strided convolutions padded by ``ZeroPadding2D`` layers (``*_pad``,
+        as keras.applications) instead of ``"same"``: the same zeros; None chooses it under a
+        mixed-precision policy, where it is faster (``blocks.explicit_padding``).
 
     Returns:
       A ``keras.Model``. Layer names equal keras.applications' (``block6d_project_bn``).
@@ -160,21 +168,27 @@ def EfficientNet(
     inputs = keras.Input(shape=input_shape, name="input_layer")
     normalization = normalization or for_weights(weights)
     x = normalize_layer(kind=normalization)(inputs) if include_preprocessing else inputs
-    x = blocks.conv_bn(x, scaling.stem_filters, 3, 2, name="stem_")
+    if not 0 <= batch_norm_momentum < 1:
+        raise ValueError(f"batch_norm_momentum must be in [0, 1), got {batch_norm_momentum!r}")
+    options = blocks.LayerOptions(
+        batch_norm_momentum=batch_norm_momentum, sync_batch_norm=bool(sync_batch_norm),
+        explicit_padding=blocks.explicit_padding() if explicit_padding is None
+        else bool(explicit_padding))
+    x = blocks.conv_bn(x, scaling.stem_filters, 3, 2, name="stem_", options=options)
 
     all_blocks = scaling.blocks()
     feature_layers = {f["layer"] for f in feature_info(scaling)}
     features = []
     for i, block in enumerate(all_blocks):
         rate = 1.0 - survival_prob(i, len(all_blocks), drop_connect_rate)
-        x = blocks.mbconv(x, block, rate)
+        x = blocks.mbconv(x, block, rate, options)
         if blocks.output_layer_name(block) in feature_layers:
             features.append(x)
 
     if features_only:
         outputs = features
     else:
-        x = blocks.conv_bn(x, scaling.head_filters, 1, 1, name="top_")
+        x = blocks.conv_bn(x, scaling.head_filters, 1, 1, name="top_", options=options)
         if include_top:
             outputs = blocks.classifier(x, classes, classifier_activation, dropout)
         elif pooling == "avg":

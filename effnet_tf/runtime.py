@@ -63,7 +63,7 @@ def device_kind(strategy: tf.distribute.Strategy) -> str:
 
 def resolve_precision(choice: str, kind: str) -> str:
     """``auto``: bfloat16 on TPU, float16 (with loss scaling) on GPU, float32 on CPU, where
-    ``mixed_bfloat16`` measured no faster (REFERENCE.md section 7)."""
+    ``mixed_bfloat16`` measured no faster (BUILD.md, model benchmark)."""
     if choice not in PRECISIONS:
         raise ValueError(f"mixed_precision must be one of {', '.join(PRECISIONS)}, got {choice!r}")
     if choice != "auto":

@@ -16,7 +16,7 @@ import keras
 import tensorflow as tf
 from absl import logging
 
-from effnet_tf import blocks, recipe, runtime
+from effnet_tf import recipe, runtime
 from effnet_tf.config import model_scaling as scaling_from_config  # noqa: F401 (restore.py)
 from effnet_tf.config import validate
 from effnet_tf.data import DataSpec
@@ -39,25 +39,14 @@ class CheckpointWriteError(RuntimeError):
 
 
 def build_model(config, scaling: Scaling, num_classes: int) -> keras.Model:
-    """Logits model; BatchNorm synchronized across replicas, or with another momentum, when
-    the config asks (rebuilt from the model's config: the builder keeps the paper's BN)."""
+    """The config's logits model, in one call of the builder."""
     remat = config.get("remat", "none")  # absent in older runs' config.json
-    model = EfficientNet(scaling, classes=num_classes, classifier_activation=None,
-                         drop_connect_rate=config.drop_connect_rate,
-                         normalization=for_weights(config.pretrained),
-                         remat=False if remat == "none" else remat)
-    bn_changes = {}
-    if config.sync_batch_norm:
-        bn_changes["synchronized"] = True
-    if config.batch_norm_momentum != blocks.BN_MOMENTUM:
-        bn_changes["momentum"] = config.batch_norm_momentum
-    if bn_changes:
-        spec = model.get_config()
-        for layer in spec["layers"]:
-            if layer["class_name"] == "BatchNormalization":
-                layer["config"].update(bn_changes)
-        model = keras.Model.from_config(spec)
-    return model
+    return EfficientNet(scaling, classes=num_classes, classifier_activation=None,
+                        drop_connect_rate=config.drop_connect_rate,
+                        normalization=for_weights(config.pretrained),
+                        remat=False if remat == "none" else remat,
+                        batch_norm_momentum=config.batch_norm_momentum,
+                        sync_batch_norm=config.sync_batch_norm)
 
 
 def set_backbone_trainable(model: keras.Model, trainable: bool, freeze_batch_norm: bool):

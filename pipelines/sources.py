@@ -35,7 +35,8 @@ SPLIT_ALIASES = {
     "validation": ("validation", "val", "valid"),
     "test": ("test",),
 }
-# ImageNet TFRecords as the official scripts write them (REFERENCE.md section 4).
+# ImageNet TFRecords as the official scripts write them (tensorflow/tpu
+# tools/datasets/imagenet_to_gcs.py): JPEG bytes, 1-based labels 1..1000.
 IMAGENET_SHARDS = {"train": (1024, 1_281_167), "validation": (128, 50_000)}
 IMAGENET_NUM_CLASSES = 1000
 METADATA_FILE = "metadata.json"  # written next to the shards by pipelines.make_tfrecords
