@@ -28,7 +28,6 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODELS = ("keras.applications", "remat=False", "remat=high_res", "remat=all")
@@ -64,17 +63,13 @@ def child(spec: dict) -> dict:
                                                      epsilon=1e-3),
                   loss="sparse_categorical_crossentropy", jit_compile=spec["xla"])
     data = random_batches(spec["batch"], size, 1000)
-    times = []
+    from step_clock import StepClock  # benchmarks/ is sys.path[0]
 
-    class Clock(keras.callbacks.Callback):
-        def on_train_batch_begin(self, batch, logs=None):
-            self.start = time.perf_counter()
-
-        def on_train_batch_end(self, batch, logs=None):
-            times.append(time.perf_counter() - self.start)
+    clock = StepClock()
+    times = clock.times
 
     baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    model.fit(data, steps_per_epoch=spec["steps"] + 1, epochs=1, verbose=0, callbacks=[Clock()])
+    model.fit(data, steps_per_epoch=spec["steps"] + 1, epochs=1, verbose=0, callbacks=[clock])
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"baseline_mb": baseline, "peak_mb": peak,
             "step_s": statistics.median(times[1:]) if len(times) > 1 else None}

@@ -22,7 +22,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -39,17 +38,13 @@ def plain_fit(variant: str, batch: int, steps: int, jit: bool) -> None:
     model.compile(optimizer=keras.optimizers.RMSprop(0.001, rho=0.9, momentum=0.9,
                                                      epsilon=1e-3),
                   loss="sparse_categorical_crossentropy", jit_compile=jit)
-    times = []
+    from step_clock import StepClock  # benchmarks/ is sys.path[0]
 
-    class Clock(keras.callbacks.Callback):
-        def on_train_batch_begin(self, batch, logs=None):
-            self.start = time.perf_counter()
-
-        def on_train_batch_end(self, batch, logs=None):
-            times.append(time.perf_counter() - self.start)
+    clock = StepClock()
+    times = clock.times
 
     model.fit(random_batches(batch, size, 1000), steps_per_epoch=steps + 1, epochs=1,
-              verbose=0, callbacks=[Clock()])
+              verbose=0, callbacks=[clock])
     import resource
 
     usage = resource.getrusage(resource.RUSAGE_SELF)
