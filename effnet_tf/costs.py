@@ -1,7 +1,8 @@
 """Parameters and multiply-adds of a scaling, computed from the architecture alone.
 
 No Keras here: the budget solver and the summary table evaluate many scalings per second.
-``tests/test_costs.py`` checks these numbers against the built Keras models.
+``tests/test_weights.py`` checks these numbers against the built Keras models (and
+keras.applications); ``tests/test_scaling.py`` against the paper's Table 2.
 """
 
 from __future__ import annotations
@@ -29,12 +30,10 @@ def costs(
     image_size: int | None = None,
     include_top: bool = True,
     classes: int = IMAGENET_CLASSES,
-    features_only: bool = False,
 ) -> Costs:
     """Parameters and FLOPs (multiply-adds) of ``scaling`` at ``image_size`` (default: its own).
 
-    Like keras.applications, the 1x1 head conv is part of the model with or without the top;
-    ``features_only`` models end at the last block.
+    Like keras.applications, the 1x1 head conv is part of the model with or without the top.
     """
     size = check_image_size(scaling.resolution if image_size is None else image_size)
     trainable = frozen = flops = 0
@@ -65,9 +64,8 @@ def costs(
         conv(1, 1, 1, block.se_filters, expanded, bias=True)
         conv(size, size, 1, expanded, block.filters_out)
         bn(block.filters_out)
-    if not features_only:
-        conv(size, size, 1, block.filters_out, scaling.head_filters)
-        bn(scaling.head_filters)
-        if include_top:
-            conv(1, 1, 1, scaling.head_filters, classes, bias=True)
+    conv(size, size, 1, block.filters_out, scaling.head_filters)
+    bn(scaling.head_filters)
+    if include_top:
+        conv(1, 1, 1, scaling.head_filters, classes, bias=True)
     return Costs(trainable + frozen, trainable, flops)

@@ -1,5 +1,5 @@
-"""Command-line flags shared by train, evaluate, export: a config file plus shorthands; and
-what every command shares: one-line usage errors and a quiet start-up.
+"""The training command's flags (``define_flags``: a config file plus shorthands); and what
+every command shares: one-line usage errors, flag parsing, run-directory checks, a quiet start-up.
 
     --config configs/tpu.py --config.global_batch_size=1024   (any field)
     --variant b4 --dataset tfds:imagenet2012 --strategy mirrored  (shorthands for common ones)

@@ -17,9 +17,6 @@ from effnet_tf import flags as effnet_flags
 from effnet_tf.costs import costs
 from effnet_tf.scaling import PUBLISHED, Scaling
 
-COLUMNS = ("name", "source", "phi", "width", "depth", "resolution", "blocks", "params", "flops")
-
-
 def summary_row(scaling: Scaling) -> dict:
     """One table row; params and FLOPs of the 1000-class model at its own resolution."""
     c = costs(scaling)

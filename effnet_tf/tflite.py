@@ -117,11 +117,6 @@ def _interpreter_class():
     return Interpreter
 
 
-def input_shape(model) -> tuple:
-    """(height, width, channels) of a TFLite model's input."""
-    return tuple(int(d) for d in interpreter(model).get_input_details()[0]["shape"][1:])
-
-
 class Runner:
     """Runs one TFLite model on float image batches, (de)quantizing at integer boundaries."""
 
@@ -188,8 +183,3 @@ def latency(model, *, batch_size: int = 1, num_threads: int | None = None, **tim
     height, width, channels = runner._input["shape"][1:]
     runner.set_input(latency_lib.random_images(batch_size, (height, width, channels)))
     return latency_lib.time_calls(runner.invoke, batch_size=batch_size, **timing)
-
-
-def op_names(model) -> set[str]:
-    """The TFLite ops a model uses (after delegation), e.g. to check for Flex ops."""
-    return {op["op_name"] for op in interpreter(model)._get_ops_details()}

@@ -64,10 +64,6 @@ class SkipCounter:
         """Images attempted so far (decoded or skipped)."""
         return int(self.seen_variable.numpy())
 
-    def reset(self):
-        self.skipped_variable.assign(0)
-        self.seen_variable.assign(0)
-
     def report(self) -> int:
         """Logs (absl, warning level) how many images were skipped; returns the count."""
         if self.count:

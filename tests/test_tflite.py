@@ -11,6 +11,16 @@ from effnet_tf.scaling import Scaling
 TINY = Scaling("tiny", 0.25, 0.25, 32, 0.2)
 
 
+def op_names(model) -> set[str]:
+    """The TFLite ops a model uses (after delegation), e.g. to check for Flex ops."""
+    return {op["op_name"] for op in tflite.interpreter(model)._get_ops_details()}
+
+
+def input_shape(model) -> tuple:
+    """(height, width, channels) of a TFLite model's input."""
+    return tuple(int(d) for d in tflite.interpreter(model).get_input_details()[0]["shape"][1:])
+
+
 @pytest.fixture(scope="module")
 def trained():
     """The tiny model trained on colour classes: confident, so argmax agreement means
@@ -37,10 +47,10 @@ def test_float32_equals_keras_with_builtin_ops_only(trained, float32):
     expected = model.predict(images, verbose=0)
     np.testing.assert_allclose(tflite.predict(float32, images, batch_size=24), expected,
                                atol=1e-5)
-    ops = tflite.op_names(float32)
+    ops = op_names(float32)
     assert "LOGISTIC" in ops and "MUL" in ops  # swish = x * sigmoid(x), SE gates: sigmoid
     assert not any(op.startswith("FLEX") or op == "CUSTOM" for op in ops)
-    assert tflite.input_shape(float32) == (32, 32, 3)
+    assert input_shape(float32) == (32, 32, 3)
 
 
 def test_float16_halves_the_weights(trained, float32):
