@@ -118,17 +118,23 @@ def measure(
     classes: int = IMAGENET_CLASSES,
     num_threads: int | None = None,
     statistic: str = "median",
+    clear_session: bool = False,
     **timing,
 ) -> dict:
     """Measured columns for one scaling, e.g. ``{"keras_ms_bs1": 12.3, "tflite_float32_ms_bs1":
     8.1, "train_img_s_bs8": 40.2}``: milliseconds per batch (median; with ``statistic="min"``
-    the columns say so: ``keras_min_ms_bs1``), and training images/s."""
-    import keras
+    the columns say so: ``keras_min_ms_bs1``), and training images/s.
 
+    ``clear_session``: first free every Keras model of the process (a loop measuring many
+    models keeps them all otherwise); off by default, as it would also drop the caller's.
+    """
     _check_runtimes(runtimes)
     _check_statistic(statistic)
     ms = "ms" if statistic == "median" else "min_ms"
-    keras.utils.clear_session(free_memory=True)
+    if clear_session:
+        import keras
+
+        keras.utils.clear_session(free_memory=True)
     model = build(scaling, classes)
     row = {}
     if "keras" in runtimes:
@@ -175,17 +181,19 @@ class LatencyProbe:
     """``scaling -> milliseconds`` for the budget solver: builds, (converts) and times models.
 
     Results are cached by architecture (phis that round to the same network are measured
-    once); ``measurements`` keeps them in order.
+    once); ``measurements`` keeps them in order. ``clear_session`` as in ``measure``.
     """
 
     def __init__(self, *, runtime: str = "keras", batch_size: int = 1,
                  quantization: str = "float32", classes: int = IMAGENET_CLASSES,
-                 num_threads: int | None = None, statistic: str = "median", **timing):
+                 num_threads: int | None = None, statistic: str = "median",
+                 clear_session: bool = False, **timing):
         _check_runtimes([runtime])
         _check_statistic(statistic)
         self.statistic = statistic
         self.runtime, self.batch_size, self.quantization = runtime, batch_size, quantization
         self.classes, self.num_threads, self.timing = classes, num_threads, timing
+        self.clear_session = clear_session
         self.cache: dict[tuple, float] = {}
         self.measurements: list[tuple[Scaling, float]] = []
 
@@ -195,7 +203,7 @@ class LatencyProbe:
             row = measure(scaling, batch_sizes=(self.batch_size,), runtimes=(self.runtime,),
                           quantization=self.quantization, classes=self.classes,
                           num_threads=self.num_threads, statistic=self.statistic,
-                          **self.timing)
+                          clear_session=self.clear_session, **self.timing)
             self.cache[key] = next(iter(row.values()))
             self.measurements.append((scaling, self.cache[key]))
         return self.cache[key]

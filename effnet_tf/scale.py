@@ -23,6 +23,7 @@ validation folder), or ``--data=synthetic`` for a dry run.
 
 from __future__ import annotations
 
+import functools
 import os
 
 from absl import app, flags
@@ -135,9 +136,10 @@ def scalings(variants=PUBLISHED, phis=(), alpha=ALPHA, beta=BETA, gamma=GAMMA) -
 
 def table_rows(items, *, measure: bool = False, runtimes=("keras",), batch_size: int = 16,
                train: bool = True, quantization: str = "float32", num_threads=None,
-               **timing) -> list[dict]:
+               clear_session: bool = False, **timing) -> list[dict]:
     """``summary_row`` of each scaling, plus with ``measure`` the measured columns: latency in
-    ms per batch at batch 1 and ``batch_size`` per runtime, and training images/s."""
+    ms per batch at batch 1 and ``batch_size`` per runtime, and training images/s.
+    ``clear_session`` as in ``latency.measure``."""
     rows = []
     for scaling in items:
         row = summary_row(scaling)
@@ -147,7 +149,7 @@ def table_rows(items, *, measure: bool = False, runtimes=("keras",), batch_size:
             measured = latency.measure(
                 scaling, batch_sizes=sorted({1, batch_size}), runtimes=runtimes,
                 quantization=quantization, train_batch_size=batch_size if train else None,
-                num_threads=num_threads, **timing)
+                num_threads=num_threads, clear_session=clear_session, **timing)
             row.update({k: round(v, 2) for k, v in measured.items()})
         rows.append(row)
     return rows
@@ -238,7 +240,7 @@ def run_table() -> str:
         items,
         measure=FLAGS.measure, runtimes=FLAGS.runtime, batch_size=FLAGS.batch_size,
         train=FLAGS.train, quantization=FLAGS.quantization, num_threads=FLAGS.threads,
-        **_statistic(), **_timing())
+        clear_session=True, **_statistic(), **_timing())
     if not rows:
         raise ValueError("nothing to list: give --variants, --phi or --phi_range")
     if FLAGS.export_tflite:
@@ -287,7 +289,7 @@ def run_fit() -> str:
         latency_fn = latency.LatencyProbe(
             runtime=FLAGS.runtime[0], batch_size=FLAGS.latency_batch_size,
             quantization=FLAGS.quantization, classes=FLAGS.classes, num_threads=FLAGS.threads,
-            **_statistic(), **_timing())
+            clear_session=True, **_statistic(), **_timing())
     budget = budget_lib.Budget(FLAGS.max_flops, FLAGS.max_params, max_latency)
     result = budget_lib.fit(budget, alpha=FLAGS.alpha, beta=FLAGS.beta, gamma=FLAGS.gamma,
                             classes=FLAGS.classes, latency_fn=latency_fn)
@@ -362,6 +364,8 @@ def make_dataset_fn(data: str, *, batch_size: int, train_split: str = "train",
 
 def _data_settings() -> dict:
     """Classes and steps per epoch of --data (pipelines sources know them, mostly)."""
+    from effnet_tf import search
+
     if not FLAGS.data:
         raise ValueError("search and tune need --data")
     if not FLAGS.project_dir:
@@ -387,10 +391,12 @@ def _data_settings() -> dict:
                                  data_dir=FLAGS.data_dir,
                                  validation_fraction=FLAGS.validation_fraction, classes=classes,
                                  seed=FLAGS.seed)
+    # One process runs every trial: each frees the models of the trials before it.
+    train_fn = functools.partial(search.train_candidate, clear_session=True)
     return dict(dataset_fn=dataset_fn, classes=classes, steps_per_epoch=steps,
                 validation_steps=FLAGS.validation_steps, epochs=FLAGS.epochs,
                 project_dir=FLAGS.project_dir, overwrite=FLAGS.overwrite, seed=FLAGS.seed,
-                verbose=1)
+                verbose=1, train_fn=train_fn)
 
 
 def _report(result, what: str) -> str:

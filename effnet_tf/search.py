@@ -171,16 +171,22 @@ def train_candidate(
     dataset_kwargs: dict | None = None,
     seed: int = 0,
     verbose: int = 0,
+    clear_session: bool = False,
 ) -> dict:
     """Builds ``scaling``, trains it briefly, re-estimates BN statistics, and returns the
     validation accuracy and loss and the wall time (build and tracing included: what the
-    trial cost)."""
+    trial cost).
+
+    ``clear_session``: first free every Keras model of the process, so that a search of many
+    trials does not keep them all; off by default, as it would also drop the caller's.
+    """
     import keras
 
     from effnet_tf.model import EfficientNet
 
     start = time.perf_counter()
-    keras.utils.clear_session(free_memory=True)
+    if clear_session:
+        keras.utils.clear_session(free_memory=True)
     keras.utils.set_random_seed(seed)  # every candidate starts from comparable noise
     model = EfficientNet(scaling, classes=classes, dropout=dropout)
     model.compile(optimizer=make_optimizer(optimizer, learning_rate),

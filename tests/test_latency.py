@@ -37,6 +37,14 @@ def test_measure_columns():
         latency.measure(TINY, runtimes=("onnx",))
 
 
+def test_measure_clears_the_keras_session_only_when_asked():
+    before = keras.layers.Layer().name
+    latency.measure(TINY, **FAST)
+    assert keras.layers.Layer().name not in (before, "layer")  # names keep counting
+    latency.measure(TINY, clear_session=True, **FAST)
+    assert keras.layers.Layer().name == "layer"  # a fresh session names from scratch
+
+
 def test_probe_measures_each_architecture_once():
     probe = latency.LatencyProbe(runtime="keras", **FAST)
     # Far below B0: 56 px, every stage one block; the two phis round to the same network.

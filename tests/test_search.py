@@ -5,6 +5,7 @@ import functools
 import itertools
 import json
 
+import keras
 import numpy as np
 import pytest
 
@@ -141,8 +142,11 @@ def test_bayesian_search_stays_on_the_constraint(tmp_path):
 def test_search_trains_real_candidates(tmp_path):
     """One real trial: the tiny proxy learns the colour classes (chance is 1/3)."""
     data = functools.partial(search.synthetic_dataset, classes=3, examples=192, batch_size=32)
+    before = keras.layers.Layer().name
     result = search.search(data, classes=3, baseline=BASELINE, project_dir=str(tmp_path),
                            max_trials=1, epochs=3)
+    # The caller's Keras session is left alone: automatic layer names keep counting.
+    assert keras.layers.Layer().name not in (before, "layer")
     (row,) = result.rows
     assert (row["alpha"], row["beta"], row["gamma"]) == (1.2, 1.1, 1.15)
     assert row["resolution"] == 37 and row["val_accuracy"] > 0.5
