@@ -10,19 +10,10 @@ import zlib
 import tensorflow as tf
 
 import pipelines
-from pipelines.synthetic import write_image_folder
+from pipelines.synthetic import random_batches, write_image_folder
 
 SYNTHETIC = "synthetic"  # JPEG files of coloured shapes, through the real pipeline
 RANDOM = "random"  # one batch of random pixels in memory: measures the model, not the input
-
-
-def random_batches(batch_size: int, image_size: int, num_classes: int, seed: int = 0):
-    """An endless dataset repeating one batch of random pixels and labels."""
-    images = tf.random.stateless_uniform([batch_size, image_size, image_size, 3], [seed, 1],
-                                         maxval=255.0)
-    labels = tf.random.stateless_uniform([batch_size], [seed, 2], maxval=num_classes,
-                                         dtype=tf.int32)
-    return tf.data.Dataset.from_tensors((images, labels)).repeat()
 
 
 def resolve_source(config, model_dir: str):

@@ -67,7 +67,10 @@ def time_calls(fn: Callable[[], object], *, batch_size: int = 1, warmup: int = 2
 
 
 def random_images(batch_size: int, shape: Sequence[int], seed: int = 0) -> np.ndarray:
-    """Uniform random pixels in [0, 255] (speed does not depend on the content)."""
+    """Uniform random pixels in [0, 255] (speed does not depend on the content).
+
+    NumPy, not ``pipelines.synthetic``: TFLite timing runs on boards without TensorFlow.
+    """
     rng = np.random.default_rng(seed)
     return rng.uniform(0, 255, (batch_size, *shape)).astype(np.float32)
 

@@ -340,12 +340,12 @@ def make_dataset_fn(data: str, *, batch_size: int, train_split: str = "train",
     """``dataset_fn(image_size=, training=, augment_magnitude=None)`` for the searches, from
     ``pipelines.build`` (any of its sources) or the built-in ``synthetic`` data."""
     if data == "synthetic":
-        from effnet_tf.search import synthetic_dataset
+        from pipelines.synthetic import colour_batches
 
         def synthetic(image_size, training, augment_magnitude=None):
-            return synthetic_dataset(image_size, training, classes=classes or 4,
-                                     batch_size=batch_size, seed=seed,
-                                     augment_magnitude=augment_magnitude)
+            return colour_batches(image_size, training, classes=classes or 4,
+                                  batch_size=batch_size, seed=seed,
+                                  augment_magnitude=augment_magnitude)
 
         return synthetic
     import pipelines

@@ -510,7 +510,7 @@ def tune(
     return SearchResult(_rows(tuner, lambda trial_hp: dict(trial_hp.values)), "tune", command)
 
 
-# ---- plots and a synthetic source -----------------------------------------------------------
+# ---- plots --------------------------------------------------------------------------------------
 
 
 def plot_trials(result: SearchResult, path: str) -> None:
@@ -554,22 +554,3 @@ def plot_trials(result: SearchResult, path: str) -> None:
     left.set_title(f"{len(rows)} trials ({result.kind})")
     left.grid(alpha=0.3)
     fig.savefig(path, dpi=100)
-
-
-def synthetic_dataset(image_size: int, training: bool, *, classes: int = 4,
-                      examples: int = 256, batch_size: int = 32, seed: int = 0,
-                      augment_magnitude: float | None = None):
-    """Noisy images whose mean colour is the class: learnable in a few steps, for dry runs of
-    the search and for tests. ``augment_magnitude`` adds noise (stands in for RandAugment)."""
-    import tensorflow as tf
-
-    rng = np.random.default_rng(seed + (0 if training else 1))
-    palette = np.random.default_rng(seed).uniform(40, 215, (classes, 3)).astype(np.float32)
-    labels = rng.integers(0, classes, examples)
-    noise = 30.0 + 3.0 * (augment_magnitude or 0)
-    images = palette[labels][:, None, None, :] + rng.normal(
-        0, noise, (examples, image_size, image_size, 3)).astype(np.float32)
-    data = tf.data.Dataset.from_tensor_slices((np.clip(images, 0, 255), labels.astype(np.int32)))
-    if training:
-        data = data.shuffle(examples, seed=seed)
-    return data.batch(batch_size)

@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 
 from effnet_tf import search
+from pipelines.synthetic import colour_batches
 from effnet_tf.costs import costs
 from effnet_tf.scaling import Scaling
 from effnet_tf.search import Coefficients
 
 BASELINE = Scaling("tiny", 0.25, 0.25, 32, 0.2)
-DATA = functools.partial(search.synthetic_dataset, classes=3, examples=96, batch_size=32)
+DATA = functools.partial(colour_batches, classes=3, examples=96, batch_size=32)
 
 
 def test_grid_holds_every_feasible_point_once_spread_out():
@@ -141,7 +142,7 @@ def test_bayesian_search_stays_on_the_constraint(tmp_path):
 
 def test_search_trains_real_candidates(tmp_path):
     """One real trial: the tiny proxy learns the colour classes (chance is 1/3)."""
-    data = functools.partial(search.synthetic_dataset, classes=3, examples=192, batch_size=32)
+    data = functools.partial(colour_batches, classes=3, examples=192, batch_size=32)
     before = keras.layers.Layer().name
     result = search.search(data, classes=3, baseline=BASELINE, project_dir=str(tmp_path),
                            max_trials=1, epochs=3)

@@ -7,6 +7,7 @@ import pytest
 import effnet_tf
 from effnet_tf import search, tflite
 from effnet_tf.scaling import Scaling
+from pipelines.synthetic import colour_batches
 
 TINY = Scaling("tiny", 0.25, 0.25, 32, 0.2)
 
@@ -29,11 +30,10 @@ def trained():
     model = effnet_tf.EfficientNet(TINY, classes=4)
     model.compile(optimizer=keras.optimizers.Adam(3e-3), loss="sparse_categorical_crossentropy",
                   jit_compile=False)
-    train = search.synthetic_dataset(32, True, classes=4, examples=256)
+    train = colour_batches(32, True, classes=4, examples=256)
     model.fit(train, epochs=4, verbose=0)
     search.recalibrate_batch_norm(model, train)
-    images = np.concatenate([x for x, _ in search.synthetic_dataset(32, False, classes=4,
-                                                                      examples=64)])
+    images = np.concatenate([x for x, _ in colour_batches(32, False, classes=4, examples=64)])
     return model, images
 
 
@@ -64,7 +64,7 @@ def test_float16_halves_the_weights(trained, float32):
 @pytest.mark.parametrize("integer_io", [False, True])
 def test_int8_agrees_with_the_float_model(trained, float32, integer_io, tmp_path):
     model, images = trained
-    calibration = search.synthetic_dataset(32, True, classes=4, examples=64, seed=1)
+    calibration = colour_batches(32, True, classes=4, examples=64, seed=1)
     int8 = tflite.convert(model, quantization="int8", representative_data=calibration,
                           integer_io=integer_io)
     assert len(int8) < 0.5 * len(float32)
