@@ -226,13 +226,21 @@ def recalibrate_batch_norm(model, dataset, batches: int = BN_BATCHES) -> None:
 
 
 def make_optimizer(name: str, learning_rate: float):
-    """``adam``, or ``rmsprop`` with the paper's decay 0.9, momentum 0.9 and epsilon 1e-3."""
+    """``adam`` (Keras' defaults), or ``rmsprop``: the training recipe's optimizer (the paper's
+    TF1 RMSProp with the recipe's decay, momentum and epsilon, ``recipe.create_optimizer``) at
+    a constant ``learning_rate``, so that a rate tuned here carries over to training."""
     import keras
 
     if name == "adam":
         return keras.optimizers.Adam(learning_rate)
     if name == "rmsprop":
-        return keras.optimizers.RMSprop(learning_rate, rho=0.9, momentum=0.9, epsilon=1e-3)
+        from effnet_tf import recipe
+        from effnet_tf.config import get_config
+
+        config = get_config()
+        config.update(global_batch_size=recipe.REFERENCE_BATCH, base_learning_rate=learning_rate,
+                      lr_schedule="constant", warmup_epochs=0.0)
+        return recipe.create_optimizer(config, steps_per_epoch=1)
     raise ValueError(f"optimizer must be adam or rmsprop, got {name!r}")
 
 

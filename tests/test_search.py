@@ -51,6 +51,19 @@ def test_scale_baseline_and_parse():
     assert search.parse_baseline("phi=-1") == Scaling.from_phi(-1)
 
 
+def test_rmsprop_is_the_recipes_at_a_constant_rate():
+    from effnet_tf.optimizers import RMSpropTF
+
+    optimizer = search.make_optimizer("rmsprop", 3e-3)
+    assert isinstance(optimizer, RMSpropTF)
+    assert (optimizer.rho, optimizer.momentum, optimizer.epsilon) == (0.9, 0.9, 1e-3)
+    schedule = optimizer._learning_rate
+    assert [float(schedule(step)) for step in (0, 1000)] == [pytest.approx(3e-3)] * 2
+    assert isinstance(search.make_optimizer("adam", 1e-3), keras.optimizers.Adam)
+    with pytest.raises(ValueError, match="optimizer must be adam or rmsprop"):
+        search.make_optimizer("sgd", 1e-3)
+
+
 def test_synthetic_data_is_batched_and_labelled():
     images, labels = next(iter(DATA(48, True)))
     assert images.shape == (32, 48, 48, 3) and labels.shape == (32,)
