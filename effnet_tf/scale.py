@@ -465,8 +465,8 @@ def run_latency(paths) -> str:
             t = latency.model_file_latency(path, batch_size=batch, num_threads=FLAGS.threads,
                                            **_timing())
             rows.append({"model": path, "batch": batch, "median_ms": round(t.median_ms, 3),
-                         "min_ms": round(t.min_ms, 3), "p90_ms": round(t.p90_ms, 3), "images_s": round(t.images_per_second, 1),
-                         "runs": t.runs})
+                         "min_ms": round(t.min_ms, 3), "p90_ms": round(t.p90_ms, 3),
+                         "images_s": round(t.images_per_second, 1), "runs": t.runs})
     return format_table(rows, FLAGS.format)
 
 
