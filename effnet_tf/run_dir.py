@@ -17,18 +17,11 @@ import time
 import tensorflow as tf
 from absl import logging
 
+from effnet_tf.runtime import is_chief
+
 CONFIG_FILE = "config.json"
 SUMMARY_FILE = "summary.json"
 LOCK_FILE = "lock.json"  # the live run using this model_dir: pid, host, start time
-
-
-def is_chief(strategy=None) -> bool:
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not resolver.task_type:
-        return True
-    return resolver.task_type == "chief" or (
-        resolver.task_type == "worker" and resolver.task_id == 0
-        and "chief" not in resolver.cluster_spec().as_dict())
 
 
 class RunDir:

@@ -55,6 +55,25 @@ def make_strategy(name: str = "auto", tpu: str = "", cpu_devices: int = 1) -> tf
     return tf.distribute.OneDeviceStrategy("/gpu:0")
 
 
+def worker_position(strategy=None) -> tuple[int, int]:
+    """(number of workers, this worker's index, the chief first) from the strategy's cluster
+    (TF_CONFIG under MultiWorkerMirroredStrategy); one worker without a cluster."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    spec = resolver.cluster_spec().as_dict() if resolver is not None else {}
+    if not spec or not resolver.task_type:
+        return 1, 0
+    chiefs = len(spec.get("chief", []))
+    if resolver.task_type not in ("chief", "worker"):
+        return chiefs + len(spec.get("worker", [])), -1  # an evaluator, a parameter server
+    index = resolver.task_id + (chiefs if resolver.task_type == "worker" else 0)
+    return chiefs + len(spec.get("worker", [])), index
+
+
+def is_chief(strategy=None) -> bool:
+    """The worker that writes the run: the chief, else worker 0."""
+    return worker_position(strategy)[1] == 0
+
+
 def device_kind(strategy: tf.distribute.Strategy) -> str:
     if isinstance(strategy, tf.distribute.TPUStrategy):
         return "tpu"

@@ -26,7 +26,7 @@ from effnet_tf.interrupts import StopRequests
 from effnet_tf.model import EfficientNet
 from effnet_tf.normalization import for_weights
 from effnet_tf.progress import Progress
-from effnet_tf.run_dir import RunDir, is_chief
+from effnet_tf.run_dir import RunDir
 from effnet_tf.scaling import Scaling
 
 
@@ -76,7 +76,7 @@ class Trainer:
                 f"{self.strategy.num_replicas_in_sync} replicas")
         # One live run per model_dir: held from here (before anything is written) to close().
         self._held = contextlib.ExitStack()
-        self._held.enter_context(self.run_dir.lock(enabled=is_chief(self.strategy)))
+        self._held.enter_context(self.run_dir.lock(enabled=runtime.is_chief(self.strategy)))
         try:
             self._build(config, model_dir)
         except BaseException:
@@ -167,7 +167,7 @@ class Trainer:
         pages every step; BUILD.md, training benchmark). Else the distributed iterator, which
         prefetches to the accelerators."""
         c, strategy = self.config, self.strategy
-        workers, worker_id = _worker_index(strategy)
+        workers, worker_id = runtime.worker_position(strategy)
         self.local_replicas = strategy.num_replicas_in_sync // workers
         own = self.track_data_position or (
             self.local_replicas == 1 and runtime.device_kind(strategy) == "cpu")
@@ -320,7 +320,7 @@ def train_and_evaluate(config, model_dir: str) -> dict:
     after every epoch. SIGTERM / Ctrl-C stop it at the next step with a checkpoint there
     (``Interrupted``); the same call resumes."""
     trainer = Trainer(config, model_dir)
-    chief = is_chief(trainer.strategy)
+    chief = runtime.is_chief(trainer.strategy)
     with contextlib.closing(trainer), StopRequests() as stop:
         start_step = trainer.restore()
         if chief:
@@ -425,17 +425,6 @@ def _log_scalars(writer, step: int, values: dict) -> None:
         for name, value in values.items():
             if isinstance(value, (int, float)):
                 tf.summary.scalar(name, value)
-
-
-def _worker_index(strategy) -> tuple[int, int]:
-    """(number of workers, this worker's index) from the strategy's cluster, if any."""
-    resolver = getattr(strategy, "cluster_resolver", None)
-    spec = resolver.cluster_spec().as_dict() if resolver is not None else {}
-    if not spec:
-        return 1, 0
-    chiefs = len(spec.get("chief", []))
-    index = resolver.task_id + (chiefs if resolver.task_type == "worker" else 0)
-    return chiefs + len(spec.get("worker", [])), index
 
 
 def _next_boundary(step: int, every: int) -> int:

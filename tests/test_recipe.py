@@ -39,9 +39,14 @@ def test_schedule_serializes():
 
 
 def test_optimizer_is_the_official_rmsprop():
+    from effnet_tf.optimizers import RMSpropTF
+
     opt = recipe.create_optimizer(get_config(), steps_per_epoch=10)
-    assert isinstance(opt, keras.optimizers.RMSprop)
+    assert isinstance(opt, RMSpropTF)  # TF1's: the accumulator starts at 1
     assert (opt.rho, opt.momentum, opt.epsilon) == (0.9, 0.9, 1e-3)
+    config = get_config()
+    config.optimizer = "rmsprop"  # Keras' own stays available
+    assert isinstance(recipe.create_optimizer(config, 10), keras.optimizers.RMSprop)
 
 
 def test_weight_decay_skips_batch_norm(tiny):
