@@ -7,10 +7,10 @@ pixels, and the eval crop ``size / (size + 32)`` keeps only the middle half at 3
 training and evaluation resize the whole image (on digits even a crop of 50-100% or 70-100%
 of the area reached only 0.66 / 0.82 top-1 in 10 epochs), nothing is flipped (digits and
 text are not mirror-symmetric; set ``--config.flip=True`` for photos), Adam at 4e-3 with
-batch 16 takes ~900 small steps, and the weights' moving average (0.99) is evaluated. Full B0 at 32 px, 10 epochs with a cosine schedule; BatchNorm statistics settle
-within a few hundred steps. On scikit-learn's digits (1,437 train / 360 val scans at 32 px,
-``benchmarks/small_data.py``) it reaches 0.95 val top-1 at epoch 8 and 0.958 after 10 epochs, in about 2.5 minutes
-on 2 CPU cores (BUILD.md, small data).
+batch 16 takes ~900 small steps, and the weights' moving average (0.99) is evaluated. Full
+B0 at 32 px, 10 epochs with a cosine schedule. On scikit-learn's digits (1,438 train / 359
+val scans at 32 px, ``benchmarks/small_data.py``) it reaches 0.95 val top-1 at epoch 8 and
+0.958 after 10 epochs, in about 2.5 minutes on 2 CPU cores (BUILD.md, small data).
 """
 
 from effnet_tf.config import get_config as _default
