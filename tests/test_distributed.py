@@ -78,6 +78,7 @@ def checkpoint_steps(model_dir):
     return [int(p.rsplit("-", 1)[1]) for p in state.all_model_checkpoint_paths] if state else []
 
 
+@pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume_equals_an_uninterrupted_run(tmp_path):
     # real data pipeline (random crops, flips, shuffling from the seed), dropout on
     overrides = {"deterministic": True, "epochs": 2, "steps_per_epoch": 5,

@@ -96,6 +96,7 @@ def test_a_second_run_on_a_live_model_dir_is_refused_and_a_stale_lock_taken_over
     assert "Taking over the stale lock" in taken.stderr
 
 
+@pytest.mark.slow
 def test_a_corrupt_latest_checkpoint_falls_back_to_the_one_before(tmp_path):
     run = tmp_path / "run"
     args = ["--epochs=1", "--config.steps_per_epoch=4", "--config.checkpoint_every_steps=2"]
@@ -114,6 +115,7 @@ def test_a_corrupt_latest_checkpoint_falls_back_to_the_one_before(tmp_path):
     assert checkpoint_steps(run)[-1] == 8
 
 
+@pytest.mark.slow
 def test_a_full_disk_names_the_path_keeps_the_last_checkpoint_and_no_temp_files(tmp_path):
     disk = tmp_path / "disk"
     disk.mkdir()

@@ -183,6 +183,7 @@ def test_an_unprepared_tfds_dataset_says_so(tmp_path):
     assert "Traceback" not in out.stderr and "TypeError" not in out.stderr
 
 
+@pytest.mark.slow
 def test_a_failed_first_run_does_not_bind_its_model_dir(digits, tmp_path):
     run = tmp_path / "run"
     failed = train(run, f"--dataset={digits}", "--epochs=1", "--config.steps_per_epoch=2",

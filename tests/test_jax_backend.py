@@ -51,6 +51,7 @@ def randomized(model, seed=0):
     return model
 
 
+@pytest.mark.slow
 def test_jax_backend_gives_the_tensorflow_logits(tmp_path):
     keras.utils.set_random_seed(0)
     model = randomized(effnet_tf.EfficientNet(

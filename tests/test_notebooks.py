@@ -40,6 +40,7 @@ def test_quickstart_runs(tmp_path, monkeypatch):
     assert (tmp_path / "model.tflite").stat().st_size > 100_000
 
 
+@pytest.mark.slow
 def test_colab_tpu_notebook_falls_back_and_resumes(tmp_path, monkeypatch):
     outputs = "\n".join(execute("colab_tpu.ipynb", tmp_path, monkeypatch))
     assert "no TPU: CPU/GPU strategy, tiny config" in outputs

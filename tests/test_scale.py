@@ -44,6 +44,7 @@ def test_table_csv_and_phi_rows():
     assert int(rows[4]["flops"]) == costs(Scaling.from_phi(2.5)).flops
 
 
+@pytest.mark.slow
 def test_table_measure_plot_export_and_latency(tmp_path):
     # A phi far below B0 (56 px, one block per stage) keeps the measurement quick.
     plot, table, kit = tmp_path / "scale.png", tmp_path / "table.json", tmp_path / "kit"

@@ -153,6 +153,7 @@ def test_bayesian_search_stays_on_the_constraint(tmp_path):
     assert len({(r["alpha"], r["beta"]) for r in result.rows}) == 5
 
 
+@pytest.mark.slow
 def test_search_trains_real_candidates(tmp_path):
     """One real trial: the tiny proxy learns the colour classes (chance is 1/3)."""
     data = functools.partial(colour_batches, classes=3, examples=192, batch_size=32)
