@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import zlib
 
 import tensorflow as tf
 
 import pipelines
+from effnet_tf.run_dir import RunDir
 from pipelines.synthetic import random_batches, write_image_folder
 
 SYNTHETIC = "synthetic"  # JPEG files of coloured shapes, through the real pipeline
+SIZES_FILE = "dataset_size.json"  # in model_dir: examples counted once per source and split
 RANDOM = "random"  # one batch of random pixels in memory: measures the model, not the input
 
 
@@ -70,21 +71,16 @@ def count_examples(source, split: str, model_dir: str) -> int:
         count = source.num_examples(split)
     if count is not None:
         return count
-    cache = os.path.join(model_dir, "dataset_size.json")
+    run_dir = RunDir(model_dir)
     key = f"{source.name}|{split}"
-    known = {}
-    if tf.io.gfile.exists(cache):
-        with tf.io.gfile.GFile(cache) as f:
-            known = json.load(f)
+    known = run_dir.read_json(SIZES_FILE) or {}
     if key not in known:
-        print(f"Counting the examples of {source.name} split {split!r} (once; kept in {cache}; "
-              "set --config.steps_per_epoch to skip) ...", flush=True)
+        print(f"Counting the examples of {source.name} split {split!r} (once; kept in "
+              f"{os.path.join(model_dir, SIZES_FILE)}; set --config.steps_per_epoch to skip) ...",
+              flush=True)
         known[key] = int(source.records(split).reduce(
             tf.constant(0, tf.int64), lambda n, _: n + 1).numpy())
-        tf.io.gfile.makedirs(model_dir)
-        with tf.io.gfile.GFile(cache + ".tmp", "w") as f:
-            json.dump(known, f, indent=2)
-        tf.io.gfile.rename(cache + ".tmp", cache, overwrite=True)
+        run_dir.write_json(SIZES_FILE, known)
     return known[key]
 
 
