@@ -107,7 +107,7 @@ def main():
     parser.add_argument("--steps", type=int, default=3)
     args = parser.parse_args()
     if args.size is None:
-        from effnet_tf.scaling import Scaling
+        from effnet_tf.modeling.scaling import Scaling
 
         args.size = Scaling.variant(args.variant).resolution
     if args.child:

@@ -3,7 +3,7 @@ strided convolutions, against keras.applications, under one dtype policy, in one
 
     python benchmarks/padding_ab.py --policy mixed_bfloat16 --variant b0 --rounds 5
 
-This is the measurement behind ``effnet_tf.blocks.explicit_padding`` (explicit padding
+This is the measurement behind ``effnet_tf.modeling.blocks.explicit_padding`` (explicit padding
 under mixed precision only). Rounds of 3 ``train_on_batch`` steps alternate between the
 three models; medians in ms per step and keras' time over each model's are printed.
 """
@@ -27,7 +27,7 @@ def main():
     import numpy as np
 
     import effnet_tf
-    from effnet_tf.scaling import Scaling
+    from effnet_tf.modeling.scaling import Scaling
 
     keras.mixed_precision.set_dtype_policy(args.policy)
     size = Scaling.variant(args.variant).resolution

@@ -7,7 +7,7 @@ A quarter-width, quarter-depth EfficientNet at 64 px on 320 synthetic JPEGs of 4
 from about 1.4 and top-1 on the held-out images rises well above chance (25%).
 """
 
-from effnet_tf.config import get_config as _default
+from effnet_tf.training.config import get_config as _default
 
 
 def get_config():

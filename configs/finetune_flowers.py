@@ -10,7 +10,7 @@ network trains at a small learning rate with BN kept frozen. From ImageNet weigh
 reach about 90% top-1 on a held-out 10% in 10 epochs (minutes on one GPU).
 """
 
-from effnet_tf.config import get_config as _default
+from effnet_tf.training.config import get_config as _default
 
 
 def get_config():

@@ -9,7 +9,7 @@ stochastic depth 0.2, 350 epochs at global batch 4096. Should reach the paper's 
 variant (B0 ~77.1%) in about 350 epochs; on a TPU v3-32 a B0 run takes roughly a day.
 """
 
-from effnet_tf.config import get_config as _default
+from effnet_tf.training.config import get_config as _default
 
 
 def get_config():

@@ -13,7 +13,7 @@ val scans at 32 px, ``benchmarks/small_data.py``) it reaches 0.95 val top-1 at e
 0.958 after 10 epochs, in about 2.5 minutes on 2 CPU cores (BUILD.md, small data).
 """
 
-from effnet_tf.config import get_config as _default
+from effnet_tf.training.config import get_config as _default
 
 
 def get_config():

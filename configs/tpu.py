@@ -7,7 +7,7 @@ Checkpoints and data must be on gs:// (TPU workers cannot read local files). Sam
 target accuracy as configs/imagenet.py; a restarted command resumes from the last checkpoint.
 """
 
-from effnet_tf.config import get_config as _default
+from effnet_tf.training.config import get_config as _default
 
 
 def get_config():

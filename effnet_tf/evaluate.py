@@ -23,9 +23,9 @@ def check_args(model_dir: str, steps, batch_size) -> None:
 def evaluate_run(model_dir: str, split=None, steps=None, batch_size=64, use_ema=True) -> dict:
     """``{"loss", "top1", "top5", "images", "skipped", "step", "ema"}``."""
     check_args(model_dir, steps, batch_size)
-    from effnet_tf.data import DataSpec
-    from effnet_tf.evaluation import evaluate_model
-    from effnet_tf.restore import load_trained
+    from effnet_tf.training.data import DataSpec
+    from effnet_tf.training.evaluation import evaluate_model
+    from effnet_tf.training.restore import load_trained
 
     trained = load_trained(model_dir, use_ema)
     config = trained.config

@@ -65,7 +65,7 @@ def check_args(model_dir: str, fmt: str, output: str, calibration_batches: int) 
 
 def export_run(model_dir: str, fmt: str, output: str, calibration_batches: int = 8) -> str:
     check_args(model_dir, fmt, output, calibration_batches)
-    from effnet_tf.restore import load_trained
+    from effnet_tf.training.restore import load_trained
 
     trained = load_trained(model_dir)
     model = with_softmax(trained.model)
@@ -74,13 +74,13 @@ def export_run(model_dir: str, fmt: str, output: str, calibration_batches: int =
     elif fmt == "saved_model":
         export_saved_model(model, output, trained.image_size)
     else:
-        from effnet_tf import tflite
+        from effnet_tf.deploy import tflite
 
         quantization = {"tflite": "float32", "tflite_float16": "float16",
                         "tflite_int8": "int8"}[fmt]
         representative = None
         if quantization == "int8":
-            from effnet_tf.data import DataSpec
+            from effnet_tf.training.data import DataSpec
 
             data = DataSpec.from_config(trained.config, trained.image_size, model_dir)
             representative = data.dataset(trained.config.eval_split, False, 8).map(

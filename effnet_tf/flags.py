@@ -25,9 +25,9 @@ import tempfile
 from absl import flags, logging
 from ml_collections import config_flags
 
-from effnet_tf.config import PRECISIONS, STRATEGIES, get_config
+from effnet_tf.training.config import PRECISIONS, STRATEGIES, get_config
 
-DEFAULT_CONFIG = os.path.join(os.path.dirname(__file__), "config.py")
+DEFAULT_CONFIG = os.path.join(os.path.dirname(__file__), "training", "config.py")
 RECIPES = "effnet_tf.configs"  # configs/ of the repository, installed under this name
 
 

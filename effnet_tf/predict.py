@@ -37,7 +37,7 @@ def predict_files(model_dir: str, paths: list[str], top_k: int = 5,
     import numpy as np
     import tensorflow as tf
 
-    from effnet_tf.restore import load_trained
+    from effnet_tf.training.restore import load_trained
     from pipelines import make_eval_preprocess
 
     trained = load_trained(model_dir)

@@ -28,10 +28,10 @@ import os
 
 from absl import app, flags
 
-from effnet_tf import budget as budget_lib
+from effnet_tf.sizing import budget as budget_lib
 from effnet_tf import flags as effnet_flags
-from effnet_tf.costs import costs
-from effnet_tf.scaling import ALPHA, BETA, GAMMA, PUBLISHED, Scaling
+from effnet_tf.modeling.costs import costs
+from effnet_tf.modeling.scaling import ALPHA, BETA, GAMMA, PUBLISHED, Scaling
 from effnet_tf.summary import format_table, summary_row
 
 COMMANDS = ("table", "fit", "search", "tune", "latency")
@@ -144,7 +144,7 @@ def table_rows(items, *, measure: bool = False, runtimes=("keras",), batch_size:
     for scaling in items:
         row = summary_row(scaling)
         if measure:
-            from effnet_tf import latency
+            from effnet_tf.sizing import latency
 
             measured = latency.measure(
                 scaling, batch_sizes=sorted({1, batch_size}), runtimes=runtimes,
@@ -210,7 +210,8 @@ def export_tflite(items, directory: str, *, quantization: str = "float32",
     speed as trained ones (int8 is calibrated on random pixels: timing only)."""
     import keras
 
-    from effnet_tf import latency, tflite
+    from effnet_tf.sizing import latency
+    from effnet_tf.deploy import tflite
 
     os.makedirs(directory, exist_ok=True)
     paths = []
@@ -278,7 +279,7 @@ def fit_rows(result: budget_lib.Fit) -> list[dict]:
 def run_fit() -> str:
     max_latency, latency_fn = FLAGS.max_latency_ms, None
     if FLAGS.latency_of or max_latency is not None:
-        from effnet_tf import latency
+        from effnet_tf.sizing import latency
 
         if len(FLAGS.runtime) != 1:
             raise ValueError(f"fit measures one --runtime, got {FLAGS.runtime}")
@@ -364,7 +365,7 @@ def make_dataset_fn(data: str, *, batch_size: int, train_split: str = "train",
 
 def _data_settings() -> dict:
     """Classes and steps per epoch of --data (pipelines sources know them, mostly)."""
-    from effnet_tf import search
+    from effnet_tf.sizing import search
 
     if not FLAGS.data:
         raise ValueError("search and tune need --data")
@@ -412,7 +413,7 @@ def _report(result, what: str) -> str:
 
 
 def run_search() -> str:
-    from effnet_tf import search
+    from effnet_tf.sizing import search
 
     settings = _data_settings()
     result = search.search(
@@ -431,7 +432,7 @@ def _range(values, cast):
 
 
 def run_tune() -> str:
-    from effnet_tf import search
+    from effnet_tf.sizing import search
 
     settings = _data_settings()
     scaling = search.parse_baseline(FLAGS.variant)
@@ -455,7 +456,7 @@ def run_tune() -> str:
 
 
 def run_latency(paths) -> str:
-    from effnet_tf import latency
+    from effnet_tf.sizing import latency
 
     if not paths:
         raise ValueError("latency needs model files: python -m effnet_tf.scale latency a.tflite")

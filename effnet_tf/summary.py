@@ -14,8 +14,8 @@ import json
 from absl import app, flags
 
 from effnet_tf import flags as effnet_flags
-from effnet_tf.costs import costs
-from effnet_tf.scaling import PUBLISHED, Scaling
+from effnet_tf.modeling.costs import costs
+from effnet_tf.modeling.scaling import PUBLISHED, Scaling
 
 def summary_row(scaling: Scaling) -> dict:
     """One table row; params and FLOPs of the 1000-class model at its own resolution."""

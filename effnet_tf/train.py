@@ -1,7 +1,8 @@
 """Train an EfficientNet: ``python -m effnet_tf.train --variant b4 --model_dir runs/b4``.
 
-The recipe comes from ``--config`` (default: the paper's ImageNet recipe, effnet_tf/config.py;
-a shipped recipe by name, ``--config tpu``, or a recipe file by path), overridden by
+The recipe comes from ``--config`` (default: the paper's ImageNet recipe,
+effnet_tf/training/config.py; a shipped recipe by name, ``--config tpu``, or a recipe file by
+path), overridden by
 ``--config.<field>=value`` and the shorthand flags. ``--helpfull`` lists them all.
 Re-running the command with the same --model_dir resumes. The flags and the config are
 checked before TensorFlow is imported: a mistake is one line, at once.
@@ -10,7 +11,7 @@ checked before TensorFlow is imported: a mistake is one line, at once.
 from absl import app, flags
 
 from effnet_tf import flags as effnet_flags
-from effnet_tf.config import validate
+from effnet_tf.training.config import validate
 
 effnet_flags.define_flags()
 flags.mark_flag_as_required("model_dir")
@@ -24,7 +25,7 @@ def main(argv):
         validate(config)
     except ValueError as e:
         effnet_flags.fail(str(e))
-    from effnet_tf.trainer import (CheckpointWriteError, Interrupted, NonFiniteLossError,
+    from effnet_tf.training.trainer import (CheckpointWriteError, Interrupted, NonFiniteLossError,
                                    train_and_evaluate)
 
     try:

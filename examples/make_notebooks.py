@@ -47,7 +47,7 @@ QUICKSTART = [
     new_markdown_cell("## B0..B7 from the compound-scaling table\n\nParameters and FLOPs "
                       "(multiply-adds) come from the architecture, without building anything:"),
     new_code_cell("from effnet_tf.summary import format_table, summary_row\n"
-                  "from effnet_tf.scaling import PUBLISHED, Scaling\n"
+                  "from effnet_tf.modeling.scaling import PUBLISHED, Scaling\n"
                   "print(format_table([summary_row(Scaling.variant(v)) for v in PUBLISHED]))"),
     new_code_cell("model = effnet_tf.EfficientNet(\"b0\")\n"
                   "model.summary(line_length=110, expand_nested=False)\n"
@@ -93,7 +93,7 @@ QUICKSTART = [
                   "for k in np.argsort(-probs)[:3]:\n"
                   "    print(f\"{source.class_names[k]}: {probs[k]:.3f}\")"),
     new_markdown_cell("## Export to TFLite (float32 here; `float16` and `int8` too)"),
-    new_code_cell("from effnet_tf import tflite\n"
+    new_code_cell("from effnet_tf.deploy import tflite\n"
                   "blob = tflite.convert(model)\n"
                   "open(\"model.tflite\", \"wb\").write(blob)\n"
                   "lite = tflite.predict(blob, image[None].numpy())[0]\n"
@@ -110,7 +110,7 @@ COLAB_TPU = [
         "where it stopped when you run it again. Without a TPU it falls back to the "
         "CPU/GPU strategy with a tiny config, so it can be executed anywhere."),
     new_code_cell(INSTALL),
-    new_code_cell(SMALL + "\nimport tensorflow as tf\nfrom effnet_tf import runtime\n\n"
+    new_code_cell(SMALL + "\nimport tensorflow as tf\nfrom effnet_tf.training import runtime\n\n"
                   "try:  # a TPU (Colab sets it up; on a TPU VM pass its name)\n"
                   "    resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=\"\")\n"
                   "    tf.config.experimental_connect_to_cluster(resolver)\n"
@@ -122,7 +122,7 @@ COLAB_TPU = [
     new_markdown_cell("## The recipe\n\nOn a TPU: B0 on ImageNet from TFDS in a `gs://` "
                       "bucket (TPUs read only from GCS), bfloat16, XLA, 100 steps per "
                       "execution. Elsewhere: the CPU smoke recipe on generated images."),
-    new_code_cell("import os, tempfile\nfrom effnet_tf.config import get_config\n\n"
+    new_code_cell("import os, tempfile\nfrom effnet_tf.training.config import get_config\n\n"
                   "BUCKET = \"gs://your-bucket\"  # <- yours: data and checkpoints live here\n"
                   "config = get_config()\n"
                   "if ON_TPU and not SMALL:\n"
@@ -151,7 +151,7 @@ COLAB_TPU = [
                       "strategy, devices, precision and image size, writes TensorBoard logs "
                       "and checkpoints to `model_dir`, and evaluates with the averaged "
                       "weights after every epoch."),
-    new_code_cell("from effnet_tf.trainer import train_and_evaluate\n"
+    new_code_cell("from effnet_tf.training.trainer import train_and_evaluate\n"
                   "result = train_and_evaluate(config, model_dir)"),
     new_markdown_cell("## After a disconnect: run again, it resumes\n\nColab sessions end; "
                       "the checkpoints in `model_dir` do not. Re-running the training cell "

@@ -25,7 +25,7 @@ The one entry point::
   go to the source (``data_dir=``, ``download=`` for TFDS; ``validation_fraction=``,
   ``validation_dir=`` for folders; ``num_classes=``, ``label_offset=`` for TFRecords).
 * ``image_size`` or ``variant`` (exactly one): ``variant`` is a name (``"b4"`` -> 380), a
-  ``effnet_tf.scaling.Scaling`` or a phi number.
+  ``effnet_tf.Scaling`` or a phi number.
 * ``training`` defaults to ``split.startswith("train")``. Training: random-sized crop decoded
   alone, bicubic resize, random flip, optional ``augment="randaugment" | "autoaugment"``
   (policy v0) and mixup/cutmix. Eval: center crop ``int(size / (size + 32) * min(h, w))``

@@ -26,7 +26,7 @@ from typing import Callable
 
 import tensorflow as tf
 
-from effnet_tf.scaling import Scaling, check_image_size
+from effnet_tf.modeling.scaling import Scaling, check_image_size
 
 # The official eval crop: a centred square of side size / (size + CROP_PADDING) of the short side.
 CROP_PADDING = 32

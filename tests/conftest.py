@@ -4,7 +4,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import pytest  # noqa: E402
 
-from effnet_tf.scaling import Scaling  # noqa: E402
+from effnet_tf.modeling.scaling import Scaling  # noqa: E402
 
 
 @pytest.fixture

@@ -11,7 +11,8 @@ import sys
 
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests import REPO
+
 DATA = os.path.join(REPO, "tests", "data", "cli")
 # Runs ``module`` as __main__ with the remaining arguments, then says if TensorFlow loaded.
 WRAPPER = ("import atexit, runpy, sys\n"
@@ -98,7 +99,7 @@ def test_valid_flags_and_config_are_checked_without_tensorflow(tmp_path):
             " '--config.image_size=96', '--config.num_classes=10']\n"
             "from effnet_tf import flags\n"
             "import effnet_tf.train\n"
-            "from effnet_tf.config import validate\n"
+            "from effnet_tf.training.config import validate\n"
             "flags.parse_flags(sys.argv)\n"
             "config = flags.resolved_config()\n"
             "validate(config)\n"

@@ -7,9 +7,9 @@ import sys
 import numpy as np
 import tensorflow as tf
 
-from effnet_tf.config import get_config
+from effnet_tf.training.config import get_config
+from tests import REPO
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def tiny_config(**overrides):

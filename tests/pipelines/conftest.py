@@ -1,31 +1,11 @@
 """Images, folders and TFRecord shards the pipeline tests build themselves (no downloads)."""
 
-import importlib
 import io
 import os
-import sys
 
 import numpy as np
 import pytest
 import tensorflow as tf
-
-
-def _import_the_real_pipelines_package():
-    """Under pytest's default import mode ``tests/`` is on sys.path, where this folder looks
-    like a namespace package ``pipelines`` and shadows the real one when that is only found
-    through the editable install's finder (the ``pytest`` script, not ``python -m pytest``).
-    Put the repository first and import the real package (``pythonpath = .`` in setup.cfg's
-    [tool:pytest] would do the same)."""
-    module = sys.modules.get("pipelines")
-    if module is not None and getattr(module, "__file__", None):
-        return
-    for name in [m for m in sys.modules if m == "pipelines" or m.startswith("pipelines.")]:
-        del sys.modules[name]
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
-    importlib.import_module("pipelines")
-
-
-_import_the_real_pipelines_package()
 
 
 def pattern(height, width, seed=0):

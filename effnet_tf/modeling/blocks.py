@@ -1,0 +1,335 @@
+"""The pieces of an EfficientNet: initializers, the stem, MBConv with squeeze-excite, the head.
+
+Functional-API helpers that name every layer exactly as keras.applications does, so weight
+files and user code written for it (``block6d_project_bn``) keep working.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import re
+from typing import NamedTuple
+
+import keras
+from keras import layers
+
+from effnet_tf.modeling.scaling import Block
+
+BN_MOMENTUM = 0.99
+BN_EPSILON = 1e-3
+ACTIVATION = "swish"
+
+# Official initializers: conv weights ~ N(0, sqrt(2 / fan_out)) (fan_out = k * k * out_channels),
+# classifier weights ~ U(-1/sqrt(classes), 1/sqrt(classes)).
+CONV_INIT = {
+    "class_name": "VarianceScaling",
+    "config": {"scale": 2.0, "mode": "fan_out", "distribution": "untruncated_normal"},
+}
+DENSE_INIT = {
+    "class_name": "VarianceScaling",
+    "config": {"scale": 1.0 / 3.0, "mode": "fan_out", "distribution": "uniform"},
+}
+
+
+def explicit_padding() -> bool:
+    """The default of ``LayerOptions.explicit_padding``: under a mixed-precision policy.
+    Measured on this CPU (oneDNN, ``benchmarks/padding_ab.py``): b0 trains about 8% faster in
+    bfloat16 with explicit padding, and about 2% slower in float32."""
+    return keras.mixed_precision.dtype_policy().compute_dtype != "float32"
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerOptions:
+    """Layer choices that leave names and weights as they are.
+
+    ``batch_norm_momentum``: of every BatchNormalization (0.99, the paper's; short runs want
+    less). ``sync_batch_norm``: statistics over all replicas (Keras' ``synchronized``; the
+    official TPU trainer's ``tpu_batch_normalization`` over replica groups).
+    ``explicit_padding``: strided convolutions pad with a ``ZeroPadding2D`` + ``"valid"``
+    (named ``{name}_pad`` like keras.applications') instead of ``"same"``; the same zeros.
+    """
+
+    batch_norm_momentum: float = BN_MOMENTUM
+    sync_batch_norm: bool = False
+    explicit_padding: bool = False
+
+
+def same_padding(x, kernel_size: int, strides: int, name: str, explicit: bool = False):
+    """``(x, padding)`` for a convolution that must pad like ``"same"``: the very zeros
+    ``"same"`` adds, so outputs and weights are identical either way. Without a static
+    spatial size (fully convolutional use): ``"same"``."""
+    height, width = x.shape[1:3]
+    if strides == 1 or height is None or width is None or not explicit:
+        return x, "same"
+    pads = []
+    for size in (height, width):
+        total = max((-(-size // strides) - 1) * strides + kernel_size - size, 0)
+        pads.append((total // 2, total - total // 2))
+    return layers.ZeroPadding2D(tuple(pads), name=f"{name}_pad")(x), "valid"
+
+
+def conv_bn(x, filters: int, kernel_size: int, strides: int, name: str, activation=ACTIVATION,
+            options: LayerOptions = LayerOptions()):
+    """Conv (no bias, ``same`` padding) -> BN -> optional swish, named ``{name}conv/bn/activation``."""
+    x, padding = same_padding(x, kernel_size, strides, f"{name}conv", options.explicit_padding)
+    x = layers.Conv2D(
+        filters,
+        kernel_size,
+        strides=strides,
+        padding=padding,
+        use_bias=False,
+        kernel_initializer=CONV_INIT,
+        name=f"{name}conv",
+    )(x)
+    return batch_norm_activation(x, f"{name}bn", f"{name}activation" if activation else None,
+                                 options)
+
+
+def batch_norm_activation(x, bn_name: str, activation_name: str | None,
+                          options: LayerOptions = LayerOptions()):
+    x = layers.BatchNormalization(momentum=options.batch_norm_momentum, epsilon=BN_EPSILON,
+                                  synchronized=options.sync_batch_norm, name=bn_name)(x)
+    if activation_name:
+        x = layers.Activation(ACTIVATION, name=activation_name)(x)
+    return x
+
+
+def squeeze_excite(x, block: Block):
+    """Channel attention: global mean -> 1x1 reduce (swish) -> 1x1 expand (sigmoid) -> scale."""
+    name = block.name
+    se = layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}se_squeeze")(x)
+    se = layers.Conv2D(
+        block.se_filters,
+        1,
+        activation=ACTIVATION,
+        kernel_initializer=CONV_INIT,
+        name=f"{name}se_reduce",
+    )(se)
+    se = layers.Conv2D(
+        block.expanded_filters,
+        1,
+        activation="sigmoid",
+        kernel_initializer=CONV_INIT,
+        name=f"{name}se_expand",
+    )(se)
+    return layers.Multiply(name=f"{name}se_excite")([x, se])
+
+
+def mbconv(inputs, block: Block, drop_rate: float, options: LayerOptions = LayerOptions()):
+    """Mobile inverted bottleneck: expand 1x1 -> depthwise kxk -> SE -> project 1x1 (+ residual).
+
+    ``drop_rate`` is this block's stochastic-depth rate: the residual branch of a whole sample
+    is dropped and the kept ones divided by the keep probability (``Dropout`` with a per-sample
+    noise shape); identity at inference.
+    """
+    name = block.name
+    x = inputs
+    if block.expand_ratio != 1:
+        x = conv_bn(x, block.expanded_filters, 1, 1, name=f"{name}expand_", options=options)
+    x, padding = same_padding(x, block.kernel_size, block.strides, f"{name}dwconv",
+                              options.explicit_padding)
+    x = layers.DepthwiseConv2D(
+        block.kernel_size,
+        strides=block.strides,
+        padding=padding,
+        use_bias=False,
+        depthwise_initializer=CONV_INIT,
+        name=f"{name}dwconv",
+    )(x)
+    x = batch_norm_activation(x, f"{name}bn", f"{name}activation", options)
+    x = squeeze_excite(x, block)
+    x = conv_bn(x, block.filters_out, 1, 1, name=f"{name}project_", activation=None,
+                options=options)
+    if block.has_residual:
+        if drop_rate > 0:
+            x = layers.Dropout(drop_rate, noise_shape=(None, 1, 1, 1), name=f"{name}drop")(x)
+        x = layers.Add(name=f"{name}add")([x, inputs])
+    return x
+
+
+def output_layer_name(block: Block) -> str:
+    """The name of the layer whose output is ``block``'s output."""
+    return f"{block.name}add" if block.has_residual else f"{block.name}project_bn"
+
+
+def classifier(x, classes: int, activation, dropout_rate: float):
+    """Global average pool -> dropout -> dense, as keras.applications names them."""
+    x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    if dropout_rate > 0:
+        x = layers.Dropout(dropout_rate, name="top_dropout")(x)
+    # Under a mixed-precision policy the classifier computes in float32 for a stable softmax.
+    policy = keras.mixed_precision.dtype_policy()
+    dtype = "float32" if policy.compute_dtype != policy.variable_dtype else None
+    return layers.Dense(
+        classes,
+        activation=activation,
+        kernel_initializer=DENSE_INIT,
+        dtype=dtype,
+        name="predictions",
+    )(x)
+
+
+# --- Rematerialization of whole MBConv blocks -------------------------------------------------
+#
+# Training keeps every layer output of every block for the backward pass; in EfficientNet most
+# of them are the expanded (6x wider) tensors of the high-resolution stages. With ``remat`` a
+# block keeps only its input: its interior is recomputed in the backward pass
+# (``keras.remat``, i.e. ``tf.recompute_grad`` on TensorFlow). The model stays the functional
+# graph of keras.applications-named layers (weights, ``get_layer``, feature maps unchanged);
+# only its training-time ``call`` runs each chosen block as one rematerialized function.
+# Sources: ``keras.remat`` is ``tf.recompute_grad`` on TensorFlow (Keras 3.9+,
+# ``keras/src/backend/tensorflow/core.py``), which recomputes ``f`` after the upstream gradient
+# arrives (a data dependency, so graph mode and XLA do not hoist it); it replays ``f`` as is,
+# state updates and random draws included (TensorFlow ``ops/custom_gradient.py``), hence the
+# StatelessScope below. TensorFlow only: on JAX the state updates inside the call would not trace.
+
+REMAT_CHOICES = (False, "all", "high_res")
+# "high_res": the stages before the first stride-16 stage (strides 2, 4, 8; B0 stages 1-3),
+# where the large activations are: ``benchmarks/train_memory.py``.
+HIGH_RES_STAGES = (1, 2, 3)
+_BLOCK_NAME = re.compile(r"^block(\d+)[a-z]+_")
+
+
+def check_remat(remat):
+    """``remat`` normalized to one of ``REMAT_CHOICES`` (True means "all")."""
+    if remat is None or remat is False:
+        return False
+    if remat is True:
+        return "all"
+    if not isinstance(remat, str) or remat not in REMAT_CHOICES:
+        raise ValueError(f"remat must be one of {REMAT_CHOICES} or True, got {remat!r}")
+    return remat
+
+
+def functional_model(inputs, outputs, name: str, remat=False) -> keras.Model:
+    """A plain functional ``keras.Model``, or with ``remat`` an ``EfficientNetModel`` (same
+    graph and layers) whose training call rematerializes the chosen blocks."""
+    remat = check_remat(remat)
+    if not remat:
+        return keras.Model(inputs, outputs, name=name)
+    return EfficientNetModel(inputs, outputs, name=name, remat=remat)
+
+
+class _Segment(NamedTuple):
+    """Consecutive layers run together: one block to rematerialize (``block`` its name), or a
+    single layer run as usual (``block`` None). ``inputs``: the layers' input structures;
+    ``source``, ``output``: the segment's one input and one output (symbolic tensors)."""
+
+    block: str | None
+    layers: list
+    inputs: list
+    source: object
+    output: object
+
+
+class _Plan:
+    """The segments of a model; a plain holder, so Keras neither tracks nor saves it."""
+
+    def __init__(self, segments):
+        self.segments = segments
+
+
+@keras.saving.register_keras_serializable(package="effnet_tf")
+class EfficientNetModel(keras.Model):
+    """A functional EfficientNet whose training call rematerializes whole MBConv blocks.
+
+    Only ``call(..., training=True)`` differs from ``keras.Model``'s; inference, layers,
+    weights and the saved config are the same graph (``.keras`` files record ``remat``).
+
+    Two things ``keras.remat`` alone gets wrong here (the recomputation runs the block again,
+    state included): batch-norm moving statistics would be updated twice per step, and the
+    stochastic-depth ``Dropout`` would draw a new mask (its seed advances), so gradients would
+    belong to another network. Each block therefore runs inside a ``keras.StatelessScope``
+    that starts from the block's state (moving statistics, seeds) as it was before the step;
+    the forward pass's state updates are applied once after it, the recomputation's dropped.
+    """
+
+    def __init__(self, inputs, outputs, name=None, **kwargs):
+        remat = check_remat(kwargs.pop("remat", "all"))
+        super().__init__(inputs, outputs, name=name, **kwargs)
+        self.remat = remat
+        self._remat_plan = _Plan(self._segments())
+
+    def get_config(self):
+        return {**super().get_config(), "remat": self.remat}
+
+    @property
+    def remat_blocks(self) -> list[str]:
+        """The blocks recomputed in the backward pass (``["block1a_", "block2a_", ...]``)."""
+        return [s.block for s in self._remat_plan.segments if s.block]
+
+    def _segments(self) -> list[_Segment]:
+        stages = None if self.remat == "all" else HIGH_RES_STAGES
+        segments = []
+        for layer in self.layers:
+            if isinstance(layer, layers.InputLayer):
+                continue
+            match = _BLOCK_NAME.match(layer.name)
+            block = match and (stages is None or int(match.group(1)) in stages) and match.group(0)
+            block = block or None
+            if block and segments and segments[-1].block == block:
+                segments[-1].layers.append(layer)
+                segments[-1].inputs.append(layer.input)
+            else:
+                if block and any(s.block == block for s in segments):
+                    raise ValueError(f"the layers of block {block!r} are not consecutive")
+                segments.append(_Segment(block, [layer], [layer.input], None, None))
+        return [_with_ends(s) if s.block else s for s in segments]
+
+    def call(self, inputs, training=None, mask=None, **kwargs):
+        if training is not True or mask is not None or kwargs:
+            return super().call(inputs, training=training, mask=mask, **kwargs)
+        values = {id(self.inputs[0]): keras.ops.convert_to_tensor(inputs)}
+        for segment in self._remat_plan.segments:
+            if segment.block is None:
+                _run(segment, values, training)
+            else:
+                values[id(segment.output)] = _remat_run(segment, values[id(segment.source)],
+                                                        training)
+        outputs = [values[id(t)] for t in self.outputs]
+        return outputs[0] if len(outputs) == 1 else outputs
+
+
+def _with_ends(segment: _Segment) -> _Segment:
+    """Fills in the one tensor a segment reads from outside and the one it hands on."""
+    produced = {id(layer.output) for layer in segment.layers}
+    sources = {id(t): t for struct in segment.inputs for t in keras.tree.flatten(struct)
+               if id(t) not in produced}
+    if len(sources) != 1:
+        raise ValueError(f"segment {segment.block or segment.layers[0].name!r} reads "
+                         f"{len(sources)} outside tensors, not 1")
+    return segment._replace(source=next(iter(sources.values())),
+                            output=segment.layers[-1].output)
+
+
+def _run(segment: _Segment, values: dict, training) -> None:
+    """Runs a segment's layers in order on ``values`` (symbolic tensor id -> tensor), passing
+    ``training`` to those that take it (the backward pass's recomputation runs outside the
+    model call that would supply it)."""
+    for layer, struct in zip(segment.layers, segment.inputs):
+        args = keras.tree.map_structure(lambda t: values[id(t)], struct)
+        kwargs = {"training": training} if _takes_training(layer) else {}
+        values[id(layer.output)] = layer(args, **kwargs)
+
+
+def _takes_training(layer) -> bool:
+    return "training" in inspect.signature(layer.call).parameters
+
+
+def _remat_run(segment: _Segment, x, training):
+    state = [v for layer in segment.layers for v in layer.non_trainable_variables]
+    before = [keras.ops.copy(v.value) for v in state]
+    after = []
+
+    def block(x):
+        values = {id(segment.source): x}
+        with keras.StatelessScope(state_mapping=list(zip(state, before))) as scope:
+            _run(segment, values, training)
+        after[:] = [scope.get_current_value(v) for v in state]
+        return values[id(segment.output)]
+
+    y = keras.remat(block)(x)
+    for variable, value in zip(state, after):  # the forward pass's updates, once
+        variable.assign(value)
+    return y

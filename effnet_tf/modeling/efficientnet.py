@@ -1,0 +1,234 @@
+"""The functional builder: one EfficientNet for any scaling, and its multi-scale features."""
+
+from __future__ import annotations
+
+import os
+
+import keras
+from keras import layers
+
+from effnet_tf.modeling import blocks, weight_sets
+from effnet_tf.modeling import weights as weights_lib
+from effnet_tf.modeling.normalization import for_weights, normalize_layer
+from effnet_tf.modeling.scaling import MIN_IMAGE_SIZE, VARIANTS, Scaling, survival_prob
+
+POOLINGS = (None, "avg", "max")
+
+
+def feature_info(variant="b0") -> list[dict]:
+    """The five feature maps of ``features_only`` models: stride, channels and layer name.
+
+    Each is the output of the last block before the next stride-2 stage (and of the last
+    block): strides 2, 4, 8, 16, 32, i.e. the ends of stages 1, 2, 3, 5 and 7 for B0.
+    """
+    scaling = Scaling.resolve(variant)
+    all_blocks = scaling.blocks()
+    info, stride = [], 2  # after the stem
+    for i, block in enumerate(all_blocks):
+        stride *= block.strides
+        is_last = i + 1 == len(all_blocks)
+        if is_last or all_blocks[i + 1].strides == 2:
+            info.append(
+                {
+                    "stride": stride,
+                    "channels": block.filters_out,
+                    "layer": blocks.output_layer_name(block),
+                    "stage": block.stage,
+                }
+            )
+    return info
+
+
+def _check_args(scaling, classes, input_shape, pooling, dropout, drop_connect_rate,
+                include_preprocessing, weights):
+    if isinstance(classes, bool) or not isinstance(classes, int) or classes < 1:
+        raise ValueError(f"classes must be an integer >= 1, got {classes!r}")
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+    if dropout is not None and not 0 <= dropout < 1:
+        raise ValueError(f"dropout must be in [0, 1) or None, got {dropout!r}")
+    if not 0 <= drop_connect_rate < 1:
+        raise ValueError(f"drop_connect_rate must be in [0, 1), got {drop_connect_rate!r}")
+    if weights is not None and not _is_set(weights) and not (
+        isinstance(weights, (str, os.PathLike))
+        and (os.path.isfile(weights) or weights_lib.is_checkpoint(weights))
+    ):
+        raise ValueError(
+            f"weights must be None or the path of an existing weights file or TF checkpoint, "
+            f"or a weight set ({', '.join(weight_sets.SETS)}), got {weights!r}"
+        )
+    if input_shape is None:
+        return (scaling.resolution, scaling.resolution, 3)
+    input_shape = tuple(input_shape)
+    if len(input_shape) != 3:
+        raise ValueError(f"input_shape must be (height, width, channels), got {input_shape!r}")
+    for size in input_shape[:2]:
+        if size is not None and (not isinstance(size, int) or size < MIN_IMAGE_SIZE):
+            raise ValueError(
+                f"input_shape height and width must be >= {MIN_IMAGE_SIZE} or None, "
+                f"got {input_shape!r}"
+            )
+    if include_preprocessing and input_shape[2] != 3:
+        raise ValueError(
+            f"input_shape must have 3 (RGB) channels with include_preprocessing=True, "
+            f"got {input_shape!r}"
+        )
+    return input_shape
+
+
+def _is_set(weights) -> bool:
+    return isinstance(weights, str) and weights in weight_sets.SETS
+
+
+def _check_weight_set(weights, scaling, include_top, classes) -> weight_sets.WeightFile:
+    """The published file for ``weights=<set name>``: the scaling must be a published
+    variant's width and depth, the set must have it, and a top must have its 1000 classes."""
+    variant = next((name for name, (w, d, _, _) in VARIANTS.items()
+                    if (w, d) == (scaling.width_coefficient, scaling.depth_coefficient)), None)
+    if variant is None:
+        raise ValueError(
+            f"weights={weights!r} needs the width and depth of a published variant "
+            f"({', '.join(VARIANTS)}), got {scaling.width_coefficient:g}, "
+            f"{scaling.depth_coefficient:g}")
+    entry = weight_sets.weight_file(weights, variant)
+    if include_top and classes != 1000:
+        raise ValueError(
+            f"weights={weights!r} with include_top=True needs classes=1000 (its classifier), "
+            f"got classes={classes}; use include_top=False to add your own head, or "
+            f"effnet_tf.modeling.weights.load(model, {weights!r}, skip_mismatch=True)")
+    return entry
+
+
+def EfficientNet(
+    variant="b0",
+    *,
+    include_top: bool = True,
+    classes: int = 1000,
+    input_shape=None,
+    pooling=None,
+    dropout=None,
+    drop_connect_rate: float = 0.2,
+    include_preprocessing: bool = True,
+    classifier_activation="softmax",
+    weights=None,
+    normalization=None,
+    name=None,
+    features_only: bool = False,
+    remat=False,
+    batch_norm_momentum: float = blocks.BN_MOMENTUM,
+    sync_batch_norm: bool = False,
+    explicit_padding: bool | None = None,
+) -> keras.Model:
+    """Builds an EfficientNet as a Keras functional model.
+
+    Args:
+      variant: "b0".."b7", "b8", "l2" (the published table), a number (phi, by the compound
+        formula ``1.2**phi, 1.1**phi, 1.15**phi``) or a ``Scaling``.
+      include_top: end with pooling, dropout and the ``predictions`` dense layer.
+      classes: outputs of the classifier.
+      input_shape: (height, width, 3); default the variant's resolution. Sizes >= 32 or None.
+      pooling: without the top, None (4D output), "avg" or "max".
+      dropout: rate before the classifier; default the variant's.
+      drop_connect_rate: stochastic depth; block i of N drops with ``rate * i / N``.
+      include_preprocessing: inputs are RGB floats in [0, 255], normalized inside the model
+        as the weights expect (see ``normalization``); False: feed normalized inputs.
+      classifier_activation: activation of ``predictions``; None returns logits.
+      weights: None (random); a published set, fetched once into ``$KERAS_HOME/models``:
+        "imagenet" (keras.applications' files), "baseline", "autoaugment", "randaugment",
+        "advprop", "noisy-student", "noisy-student-475" (``python -m effnet_tf.weights
+        list``); or the path of a by-name ``.h5`` file or an official TF checkpoint.
+        A set's classifier needs ``classes=1000``; ``include_top=False`` drops it.
+      normalization: "imagenet" (``(x - mean) / std``) or "advprop" (``x / 127.5 - 1``);
+        default the one ``weights`` were trained with ("advprop" for that set only).
+      name: model name; default "efficientnetb0" etc.
+      features_only: return the five feature maps at strides 2, 4, 8, 16, 32 (a list, see
+        ``feature_info``) instead of the head.
+      remat: recompute MBConv blocks in the backward pass, keeping only block inputs (less
+        training memory, more compute): False; "all" (or True) every block; "high_res" the
+        stride-2..8 stages (1-3), where most activation memory is. See
+        ``blocks.EfficientNetModel``; ``benchmarks/train_memory.py`` measures it.
+      batch_norm_momentum: of every BatchNormalization (0.99, the paper's).
+      sync_batch_norm: BatchNormalization statistics over all replicas of a strategy.
+      explicit_padding: strided convolutions padded by ``ZeroPadding2D`` layers (``*_pad``,
+        as keras.applications) instead of ``"same"``: the same zeros; None chooses it under a
+        mixed-precision policy, where it is faster (``blocks.explicit_padding``).
+
+    Returns:
+      A ``keras.Model``. Layer names equal keras.applications' (``block6d_project_bn``).
+    """
+    scaling = Scaling.resolve(variant)
+    remat = blocks.check_remat(remat)
+    if _is_set(weights):
+        entry = _check_weight_set(weights, scaling, include_top and not features_only, classes)
+        input_shape = input_shape or (entry.resolution, entry.resolution, 3)
+    input_shape = _check_args(scaling, classes, input_shape, pooling, dropout,
+                              drop_connect_rate, include_preprocessing, weights)
+    dropout = scaling.dropout_rate if dropout is None else dropout
+
+    inputs = keras.Input(shape=input_shape, name="input_layer")
+    normalization = normalization or for_weights(weights)
+    x = normalize_layer(kind=normalization)(inputs) if include_preprocessing else inputs
+    if not 0 <= batch_norm_momentum < 1:
+        raise ValueError(f"batch_norm_momentum must be in [0, 1), got {batch_norm_momentum!r}")
+    options = blocks.LayerOptions(
+        batch_norm_momentum=batch_norm_momentum, sync_batch_norm=bool(sync_batch_norm),
+        explicit_padding=blocks.explicit_padding() if explicit_padding is None
+        else bool(explicit_padding))
+    x = blocks.conv_bn(x, scaling.stem_filters, 3, 2, name="stem_", options=options)
+
+    all_blocks = scaling.blocks()
+    feature_layers = {f["layer"] for f in feature_info(scaling)}
+    features = []
+    for i, block in enumerate(all_blocks):
+        rate = 1.0 - survival_prob(i, len(all_blocks), drop_connect_rate)
+        x = blocks.mbconv(x, block, rate, options)
+        if blocks.output_layer_name(block) in feature_layers:
+            features.append(x)
+
+    if features_only:
+        outputs = features
+    else:
+        x = blocks.conv_bn(x, scaling.head_filters, 1, 1, name="top_", options=options)
+        if include_top:
+            outputs = blocks.classifier(x, classes, classifier_activation, dropout)
+        elif pooling == "avg":
+            outputs = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+        elif pooling == "max":
+            outputs = layers.GlobalMaxPooling2D(name="max_pool")(x)
+        else:
+            outputs = x
+
+    model = blocks.functional_model(inputs, outputs, name or _default_name(scaling), remat)
+    if weights is not None:
+        weights_lib.load(model, weights)
+    return model
+
+
+def _default_name(scaling: Scaling) -> str:
+    if scaling.source == "table":
+        return f"efficientnet{scaling.name}"
+    return f"efficientnet_{scaling.name}".replace(".", "_").replace("-", "m")
+
+
+def _variant_builder(variant: str):
+    def build(**kwargs) -> keras.Model:
+        return EfficientNet(variant, **kwargs)
+
+    build.__name__ = f"EfficientNet{variant.upper()}"
+    build.__qualname__ = build.__name__
+    build.__doc__ = (
+        f"EfficientNet-{variant.upper()} from the published table; "
+        f"``{build.__name__}(**kw) == EfficientNet('{variant}', **kw)``.\n\n"
+        + EfficientNet.__doc__.split("Args:", 1)[1].join(("Keyword args:", ""))
+    )
+    return build
+
+
+EfficientNetB0 = _variant_builder("b0")
+EfficientNetB1 = _variant_builder("b1")
+EfficientNetB2 = _variant_builder("b2")
+EfficientNetB3 = _variant_builder("b3")
+EfficientNetB4 = _variant_builder("b4")
+EfficientNetB5 = _variant_builder("b5")
+EfficientNetB6 = _variant_builder("b6")
+EfficientNetB7 = _variant_builder("b7")

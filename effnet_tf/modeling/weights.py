@@ -1,0 +1,208 @@
+"""Loading weights by layer name: published sets by name, files, checkpoints, models.
+
+Our layer names equal keras.applications', so its models and its HDF5 files
+(``efficientnetb0.h5``, ``efficientnetb0_notop.h5``) load directly. A set name
+(``"imagenet"``, ``"advprop"``, ... see ``weight_sets``) is fetched once into the Keras cache
+(``download``); an official TF checkpoint (``official_ckpt``) is converted once to our
+by-name HDF5 there, and read from it next time.
+The command line over these functions is ``python -m effnet_tf.weights`` (list, fetch,
+convert).
+
+Reading the HDF5 layouts is written here by hand (with h5py) because Keras 3 loads legacy
+files by layer order only, which breaks as soon as two models differ in their weightless
+layers (our single normalization layer versus keras.applications' two).
+"""
+
+from __future__ import annotations
+
+import os
+
+import h5py
+import numpy as np
+from absl import logging
+
+from effnet_tf.modeling import download, official_ckpt, weight_sets
+
+
+def read_h5(path) -> dict[str, list[np.ndarray]]:
+    """``{layer_name: [arrays]}`` from a Keras 2 weights or model HDF5 file (the format of
+    keras.applications' weight files)."""
+    with h5py.File(path, "r") as f:
+        group = f["model_weights"] if "model_weights" in f else f
+        if "layer_names" in group.attrs:
+            out = {}
+            for layer_name in _strings(group.attrs["layer_names"]):
+                layer_group = group[layer_name]
+                names = _strings(layer_group.attrs.get("weight_names", []))
+                if names:
+                    out[layer_name] = [np.asarray(layer_group[n]) for n in names]
+            return out
+        if "layers" in f:
+            raise ValueError(
+                f"{path} is a Keras 3 '.weights.h5' file, which keys weights by layer class "
+                "and order, not by name: load it with model.load_weights() into the model it "
+                "was saved from, or pass that model to effnet_tf.weights.load()"
+            )
+    raise ValueError(f"{path} is not a Keras HDF5 weights file (no 'layer_names')")
+
+
+def save_h5(model, path) -> None:
+    """Writes ``model``'s weights by layer name in the Keras 2 HDF5 layout of
+    keras.applications' files, so that ``load`` (and older Keras) read them back by name."""
+    with h5py.File(path, "w") as f:
+        f.attrs["layer_names"] = [layer.name.encode() for layer in model.layers]
+        for layer in model.layers:
+            group = f.create_group(layer.name)
+            names = [f"{layer.name}/{w.name}:0" for w in layer.weights]
+            group.attrs["weight_names"] = [n.encode() for n in names]
+            for name, value in zip(names, layer.get_weights()):
+                group.create_dataset(name, data=value)
+
+
+def _strings(values) -> list[str]:
+    return [v.decode("utf8") if isinstance(v, bytes) else str(v) for v in values]
+
+
+def load(model, source, *, skip_mismatch: bool = False, variant: str | None = None
+         ) -> list[str]:
+    """Copies weights into ``model`` by layer name from a set name, a file, a checkpoint or a
+    Keras model.
+
+    ``source``: a set of ``weight_sets.SETS`` (``"imagenet"``, ``"advprop"``, ...; for the
+    model's variant, found from its layers unless ``variant`` is given), a by-name HDF5 file,
+    an official TF checkpoint (folder or prefix), a ``{layer: [arrays]}`` dict or a
+    ``keras.Model``. Every layer of ``model`` that has weights must find a layer of the same
+    name and shapes in ``source`` (extra layers in ``source``, such as a classifier, are
+    ignored). With ``skip_mismatch`` a missing or misshaped layer is skipped with a warning
+    instead (e.g. a new classifier for fine-tuning). Nothing is assigned unless everything
+    fits. Returns the names of the layers loaded.
+    """
+    import keras
+
+    if isinstance(source, str) and source in weight_sets.SETS:
+        classes = _classes(model)  # another head and skip_mismatch: the smaller no-top file
+        include_top = classes == 1000 or (classes is not None and not skip_mismatch)
+        source = pretrained_path(source, variant or variant_of(model), include_top)
+    if isinstance(source, keras.Model):
+        available = {layer.name: layer.get_weights() for layer in source.layers if layer.weights}
+        where = f"model {source.name!r}"
+    elif isinstance(source, dict):
+        available, where = source, "the given arrays"
+    elif isinstance(source, (str, os.PathLike)):
+        where = f"file {os.fspath(source)!r}"
+        if is_checkpoint(source):
+            available = official_ckpt.layer_arrays(model, source)
+            where = f"checkpoint {os.fspath(source)!r}"
+        elif os.path.isfile(source):
+            available = read_h5(source)
+        else:
+            raise ValueError(f"weights file {os.fspath(source)!r} does not exist")
+    else:
+        raise ValueError(f"source must be a weight set name, a file path or a keras.Model, "
+                         f"got {source!r}")
+
+    plan = []
+    for layer in model.layers:
+        if not layer.weights:
+            continue
+        problem = _mismatch(layer, available.get(layer.name))
+        if problem is None:
+            plan.append((layer, available[layer.name]))
+        elif skip_mismatch:
+            logging.warning("Not loading layer %r from %s: %s", layer.name, where, problem)
+        else:
+            raise ValueError(
+                f"weights from {where} do not fit model {model.name!r}: layer {layer.name!r} "
+                f"{problem}"
+            )
+    for layer, arrays in plan:
+        layer.set_weights(arrays)
+    return [layer.name for layer, _ in plan]
+
+
+def is_checkpoint(path) -> bool:
+    """Whether ``path`` is a TF checkpoint: a folder, or a prefix with an ``.index`` file."""
+    path = os.fspath(path)
+    return os.path.isdir(path) or os.path.isfile(path + ".index")
+
+
+def _classes(model) -> int | None:
+    try:
+        return model.get_layer("predictions").units
+    except ValueError:
+        return None
+
+
+def variant_of(model) -> str:
+    """The published variant whose layers ``model`` has (stem width and block names), so a
+    set name loads into any model of that width and depth (any input size or head)."""
+    from effnet_tf.modeling.scaling import VARIANTS, Scaling
+
+    try:
+        stem = model.get_layer("stem_conv").filters
+    except ValueError:
+        raise ValueError(f"model {model.name!r} is not an EfficientNet (no 'stem_conv')") from None
+    blocks = {layer.name[: layer.name.index("_") + 1] for layer in model.layers
+              if layer.name.startswith("block")}
+    for name in VARIANTS:
+        scaling = Scaling.variant(name)
+        if stem == scaling.stem_filters and blocks == {b.name for b in scaling.blocks()}:
+            return name
+    raise ValueError(f"model {model.name!r} has the width and depth of no published variant "
+                     f"({', '.join(VARIANTS)}), so no published weights fit it")
+
+
+def pretrained_path(set_name: str, variant: str, include_top: bool = True) -> str:
+    """The local by-name HDF5 file of set ``set_name`` for ``variant``, fetched (and for
+    official checkpoints converted) into the Keras cache the first time."""
+    entry = weight_sets.weight_file(set_name, variant)
+    if not entry.is_checkpoint:
+        if include_top:
+            return download.fetch(entry.url, entry.md5)
+        return download.fetch(entry.notop_url, entry.notop_md5)
+    out = os.path.join(download.cache_dir(), f"effnet_tf_{set_name}_{variant}.h5")
+    if not os.path.isfile(out):
+        # official tarballs of different sets share file names (efficientnet-b0.tar.gz)
+        tarball = download.fetch(entry.url, entry.md5,
+                                 f"effnet_tf_{set_name}_{entry.url.rsplit('/', 1)[-1]}")
+        with download.temporary_dir() as scratch:
+            convert(download.unpack_checkpoint(tarball, scratch), out, variant)
+        os.remove(tarball)  # the converted file is what is read from now on
+    return out
+
+
+def convert(checkpoint, out_path, variant: str | None = None) -> list[str]:
+    """Writes the official checkpoint ``checkpoint`` as a by-name HDF5 file ``out_path``.
+
+    The variant defaults to the one in the checkpoint's scope name (``efficientnet-b3``); every
+    layer of that variant's model must find its variables. Returns the layers written.
+    """
+    from effnet_tf.modeling.efficientnet import EfficientNet
+
+    path = official_ckpt.checkpoint_path(checkpoint)
+    import tensorflow as tf
+
+    shapes = tf.train.load_checkpoint(path).get_variable_to_shape_map()
+    prefix = official_ckpt.checkpoint_prefix(shapes)
+    variant = variant or official_ckpt.variant_of_scope(prefix)
+    if variant is None:
+        raise ValueError(f"cannot tell the variant of checkpoint {path!r} from its scope "
+                         f"{prefix!r}: pass it")
+    dense = shapes.get(f"{prefix}/head/dense/kernel")
+    model = EfficientNet(variant, include_top=dense is not None,
+                         classes=dense[1] if dense else 1000, input_shape=(None, None, 3))
+    loaded = load(model, path)
+    tmp = f"{out_path}.partial"
+    save_h5(model, tmp)
+    os.replace(tmp, out_path)
+    return loaded
+
+
+def _mismatch(layer, arrays) -> str | None:
+    if arrays is None:
+        return "is missing from the source"
+    ours = [tuple(w.shape) for w in layer.weights]
+    theirs = [tuple(a.shape) for a in arrays]
+    if ours != theirs:
+        return f"has weight shapes {ours} but the source has {theirs}"
+    return None

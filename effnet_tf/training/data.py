@@ -1,0 +1,170 @@
+"""From a training config to per-replica tf.data pipelines (the ``pipelines`` package)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import zlib
+
+import tensorflow as tf
+
+import pipelines
+from effnet_tf.training.run_dir import RunDir
+from pipelines.synthetic import random_batches, write_image_folder
+
+SYNTHETIC = "synthetic"  # JPEG files of coloured shapes, through the real pipeline
+SIZES_FILE = "dataset_size.json"  # in model_dir: examples counted once per source and split
+RANDOM = "random"  # one batch of random pixels in memory: measures the model, not the input
+
+
+def resolve_source(config, model_dir: str):
+    """The ``pipelines`` source of the config's dataset. ``synthetic`` writes its JPEG folder
+    once (under ``data_dir``, default ``<model_dir>/data``) and holds out 20% for validation.
+    ``data_dir`` is TFDS's data_dir for ``tfds:`` datasets; any other dataset names its files
+    itself, so a ``data_dir`` there is refused rather than silently ignored."""
+    if config.dataset == SYNTHETIC:
+        root = config.data_dir or os.path.join(model_dir, "data")
+        write_image_folder(root, num_classes=config.num_classes or 4, seed=config.seed)
+        return pipelines.get_source(root, validation_fraction=0.2)
+    options = {}
+    if config.dataset.startswith("tfds:"):
+        options["data_dir"] = config.data_dir
+    elif config.data_dir:
+        raise ValueError(
+            f"--data_dir={config.data_dir!r} is for tfds: datasets (and synthetic); dataset "
+            f"{config.dataset!r} is read from where it names: drop --data_dir, or give the "
+            "folder or TFRecords as --dataset")
+    source = pipelines.get_source(config.dataset, **options)
+    if isinstance(source, pipelines.TFRecordSource):
+        check_tfrecords(source, (config.train_split, config.eval_split))
+    if config.get("label_offset") is not None:  # absent in older runs' config.json
+        if not isinstance(source, pipelines.TFRecordSource):
+            raise ValueError(f"config.label_offset is for TFRecord datasets; {config.dataset!r} "
+                             f"is a {type(source).__name__}")
+        source = pipelines.get_source(config.dataset, label_offset=config.label_offset)
+    return source
+
+
+def check_tfrecords(source, splits) -> None:
+    """Reads the first record of each split's first file, so that a file that is not a
+    TFRecord is named at once (TensorFlow's DataLossError, later, names no file)."""
+    for split in dict.fromkeys(splits):
+        try:
+            first = source.files(split)[0]
+        except FileNotFoundError:
+            continue  # a missing split is reported where it is read
+        try:
+            for _ in tf.data.TFRecordDataset(first).take(1):
+                pass
+        except tf.errors.DataLossError:
+            raise ValueError(f"dataset file {first!r} is not a TFRecord file (its first record "
+                             "does not read: another format, compressed, or corrupt)") from None
+
+
+def count_examples(source, split: str, model_dir: str) -> int:
+    """Examples in ``split``: from the source when it knows (TFDS metadata, metadata.json),
+    else counted once by reading the split and remembered in ``<model_dir>/dataset_size.json``.
+    A TFDS dataset that is not prepared yet is prepared first (as reading it would)."""
+    count = source.num_examples(split)
+    if count is None and isinstance(source, pipelines.TFDSSource):
+        _prepare_tfds(source)
+        count = source.num_examples(split)
+    if count is not None:
+        return count
+    run_dir = RunDir(model_dir)
+    key = f"{source.name}|{split}"
+    known = run_dir.read_json(SIZES_FILE) or {}
+    if key not in known:
+        print(f"Counting the examples of {source.name} split {split!r} (once; kept in "
+              f"{os.path.join(model_dir, SIZES_FILE)}; set --config.steps_per_epoch to skip) ...",
+              flush=True)
+        known[key] = int(source.records(split).reduce(
+            tf.constant(0, tf.int64), lambda n, _: n + 1).numpy())
+        run_dir.write_json(SIZES_FILE, known)
+    return known[key]
+
+
+def _prepare_tfds(source) -> None:
+    if not getattr(source, "download", True):
+        raise ValueError(f"{source.name} is not prepared in its data_dir and download is off")
+    try:
+        source.builder.download_and_prepare()
+    except Exception as e:  # TFDS raises many kinds (manual downloads, network, disk)
+        why = " ".join(str(e).split())[:600] or type(e).__name__
+        raise ValueError(
+            f"dataset {source.name} is not prepared in data_dir {source.builder.data_dir!r} and "
+            f"preparing it failed: {why} (prepare it once with `tfds build "
+            f"{source.name[5:]} --data_dir DIR` and pass --data_dir DIR)") from e
+    source._prepared = True
+
+
+@dataclasses.dataclass
+class DataSpec:
+    config: object
+    source: object
+    image_size: int
+    num_classes: int
+    model_dir: str
+    skips: dict = dataclasses.field(default_factory=dict)  # "train"/"eval" -> SkipCounter
+
+    @classmethod
+    def from_config(cls, config, image_size: int, model_dir: str) -> "DataSpec":
+        if config.dataset == RANDOM:
+            return cls(config, None, image_size, config.num_classes or 1000, model_dir)
+        source = resolve_source(config, model_dir)
+        num_classes = config.num_classes or source.num_classes
+        if source.num_classes and num_classes != source.num_classes:
+            raise ValueError(f"config num_classes={num_classes} but dataset {config.dataset!r} "
+                             f"has {source.num_classes} classes")
+        return cls(config, source, image_size, num_classes, model_dir)
+
+    def train_examples(self) -> int | None:
+        """Examples in the training split (counted once if the source does not know)."""
+        if self.source is None:
+            return None
+        return count_examples(self.source, self.config.train_split, self.model_dir)
+
+    def skip_counter(self, training: bool) -> pipelines.SkipCounter:
+        """Counts the undecodable images skipped by this run's training or eval pipelines."""
+        kind = "train" if training else "eval"
+        if kind not in self.skips:
+            self.skips[kind] = pipelines.SkipCounter()
+        return self.skips[kind]
+
+    def dataset(self, split, training, batch_size, input_context=None, pad_remainder=False):
+        c = self.config
+        if self.source is None:
+            data = random_batches(batch_size, self.image_size, self.num_classes, c.seed)
+            return data if training else data.take(2)
+        return pipelines.build(
+            self.source, split, image_size=self.image_size, batch_size=batch_size,
+            training=training,
+            augment=c.augment if training and c.augment != "none" else None,
+            randaugment_layers=c.randaugment_layers,
+            randaugment_magnitude=c.randaugment_magnitude,
+            mixup_alpha=c.mixup_alpha if training else 0.0,
+            cutmix_alpha=c.cutmix_alpha if training else 0.0,
+            mix_per_image=c.get("mix_per_image", False),  # absent in older runs' config.json
+            num_classes=self.num_classes, input_context=input_context, cache=c.cache,
+            seed=c.seed if c.deterministic or training else None,
+            drop_remainder=training, repeat=training, pad_remainder=pad_remainder,
+            skip_counter=self.skip_counter(training),
+            # The crop, flip, resize and data-service fields are absent in older config.json.
+            crop_area_range=tuple(c.get("crop_area_range", (0.08, 1.0))),
+            crop_aspect_range=tuple(c.get("crop_aspect_range", (3.0 / 4.0, 4.0 / 3.0))),
+            flip=c.get("flip", True),
+            crop_fraction=None if training else c.get("eval_crop_fraction", None),
+            resize_method=c.get("resize_method", "bicubic"),
+            data_service=c.get("data_service", None) if training else None,
+            # the trainers of one run share one job (each batch goes to one of them)
+            data_service_job_name=f"effnet_tf-{zlib.crc32(self.model_dir.encode()):08x}")
+
+    def train_dataset(self, input_context: tf.distribute.InputContext, batch_size: int):
+        """The endless training pipeline of one input pipeline, batches of ``batch_size``."""
+        return self.dataset(self.config.train_split, True, batch_size, input_context)
+
+    def eval_dataset(self, global_batch_size: int, pad_remainder: bool = False):
+        """One pass over the eval split; ``pad_remainder``: full batches only, the last one
+        filled with blanks of weight 0 (TPUs need static shapes; nothing is dropped)."""
+        return self.dataset(self.config.eval_split, False, global_batch_size,
+                            pad_remainder=pad_remainder)

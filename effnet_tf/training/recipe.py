@@ -1,0 +1,142 @@
+"""The official training recipe as objects: learning-rate schedule, optimizer, loss terms, EMA.
+
+Schedules and the EMA are written here because Keras has neither the warm-up + staircase
+decay nor a moving average that also covers BatchNorm statistics (``use_ema`` in Keras
+optimizers averages trainable weights only).
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import tensorflow as tf
+
+from effnet_tf.training.optimizers import RMSpropTF
+
+REFERENCE_BATCH = 256
+
+
+def scaled_learning_rate(base_learning_rate: float, global_batch_size: int) -> float:
+    """Linear scaling: ``base`` per 256 images (0.016 -> 0.256 at batch 4096)."""
+    return base_learning_rate * global_batch_size / REFERENCE_BATCH
+
+
+@keras.saving.register_keras_serializable("effnet_tf")
+class WarmupDecay(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warm-up to ``peak``, then exponential staircase decay, cosine, or constant."""
+
+    def __init__(self, peak, warmup_steps, total_steps, kind="exponential",
+                 decay_rate=0.97, decay_steps=1):
+        self.peak = float(peak)
+        self.warmup_steps = int(warmup_steps)
+        self.total_steps = int(total_steps)
+        self.kind = kind
+        self.decay_rate = float(decay_rate)
+        self.decay_steps = max(1, int(decay_steps))
+        if kind not in ("exponential", "cosine", "constant"):
+            raise ValueError(f"lr_schedule must be exponential, cosine or constant, got {kind!r}")
+
+    def __call__(self, step):
+        step = tf.cast(step, tf.float32)
+        after = tf.maximum(step - self.warmup_steps, 0.0)
+        if self.kind == "exponential":
+            decayed = self.peak * self.decay_rate ** tf.floor(after / self.decay_steps)
+        elif self.kind == "cosine":
+            span = max(1, self.total_steps - self.warmup_steps)
+            decayed = self.peak * 0.5 * (1 + tf.cos(math.pi * tf.minimum(after / span, 1.0)))
+        else:
+            decayed = tf.constant(self.peak)
+        warm = self.peak * (step + 1) / max(1, self.warmup_steps)
+        return tf.where(step < self.warmup_steps, warm, decayed)
+
+    def get_config(self):
+        return {"peak": self.peak, "warmup_steps": self.warmup_steps,
+                "total_steps": self.total_steps, "kind": self.kind,
+                "decay_rate": self.decay_rate, "decay_steps": self.decay_steps}
+
+
+def learning_rate_schedule(config, steps_per_epoch: int) -> WarmupDecay:
+    return WarmupDecay(
+        peak=scaled_learning_rate(config.base_learning_rate, config.global_batch_size),
+        warmup_steps=round(config.warmup_epochs * steps_per_epoch),
+        total_steps=config.epochs * steps_per_epoch,
+        kind=config.lr_schedule,
+        decay_rate=config.lr_decay_rate,
+        decay_steps=round(config.lr_decay_epochs * steps_per_epoch),
+    )
+
+
+def create_optimizer(config, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+    lr = learning_rate_schedule(config, steps_per_epoch)
+    if config.optimizer == "rmsprop_tf":  # the paper's: TF1 semantics (training.optimizers)
+        optimizer = RMSpropTF(lr, rho=config.rmsprop_rho, momentum=config.momentum,
+                              epsilon=config.optimizer_epsilon)
+    elif config.optimizer == "rmsprop":  # Keras' (accumulator from 0: larger first steps)
+        optimizer = keras.optimizers.RMSprop(lr, rho=config.rmsprop_rho,
+                                             momentum=config.momentum,
+                                             epsilon=config.optimizer_epsilon)
+    elif config.optimizer == "sgd":
+        optimizer = keras.optimizers.SGD(lr, momentum=config.momentum, nesterov=True)
+    elif config.optimizer == "adam":
+        optimizer = keras.optimizers.Adam(lr, epsilon=config.optimizer_epsilon)
+    else:
+        raise ValueError(f"optimizer must be rmsprop_tf, rmsprop, sgd or adam, "
+                         f"got {config.optimizer!r}")
+    if keras.mixed_precision.dtype_policy().name == "mixed_float16":
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    return optimizer
+
+
+def l2_loss(model: keras.Model) -> tf.Tensor:
+    """``sum(w**2) / 2`` over trainable weights that are not BatchNorm's (official decay)."""
+    terms = [
+        tf.nn.l2_loss(tf.cast(w, tf.float32))
+        for layer in model.layers
+        if not isinstance(layer, keras.layers.BatchNormalization)
+        for w in layer.trainable_weights
+    ]
+    return tf.add_n(terms) if terms else tf.constant(0.0)
+
+
+def classification_loss(labels, logits, num_classes: int, label_smoothing: float):
+    """Per-example cross-entropy on logits; integer or (mixup) soft labels."""
+    logits = tf.cast(logits, tf.float32)
+    if labels.shape.rank == 1:
+        labels = tf.one_hot(tf.cast(labels, tf.int32), num_classes)
+    labels = tf.cast(labels, tf.float32)
+    return keras.losses.categorical_crossentropy(
+        labels, logits, from_logits=True, label_smoothing=label_smoothing)
+
+
+class ExponentialMovingAverage(tf.Module):
+    """Shadow copies of every model weight, BN statistics included, averaged after each step.
+
+    ``decay`` warms up as ``min(decay, (1 + n) / (10 + n))`` like the official trainer, so the
+    average is useful early in a run. Create it in ``strategy.scope()``; it checkpoints with
+    ``tf.train.Checkpoint(ema=...)``.
+    """
+
+    def __init__(self, model: keras.Model, decay: float):
+        super().__init__(name="ema")
+        self.decay = decay
+        self._weights = [w.value if hasattr(w, "value") else w for w in model.weights]
+        self.shadow = [
+            tf.Variable(w, trainable=False, name=f"ema_{i}") for i, w in enumerate(self._weights)
+        ]
+        self.updates = tf.Variable(0, dtype=tf.int64, trainable=False, name="ema_updates")
+
+    def update(self):
+        """Call in cross-replica context (after ``strategy.run``) or without a strategy."""
+        n = tf.cast(self.updates, tf.float32)
+        decay = tf.minimum(self.decay, (1.0 + n) / (10.0 + n))
+        for shadow, weight in zip(self.shadow, self._weights):
+            shadow.assign(decay * shadow + (1 - decay) * tf.cast(weight, shadow.dtype))
+        self.updates.assign_add(1)
+
+    def swap(self):
+        """Exchanges model weights and averages (call twice to undo)."""
+        for shadow, weight in zip(self.shadow, self._weights):
+            current = tf.identity(weight)
+            weight.assign(shadow)
+            shadow.assign(current)

@@ -1,0 +1,431 @@
+"""``train_and_evaluate(config, model_dir)``: the training loop behind ``effnet_tf.train``.
+
+A custom loop rather than ``Model.fit`` because a long run must resume exactly: the checkpoint
+holds the model, the optimizer, the weight average, the step and (when asked) the input
+iterator's position, and an interrupted deterministic run ends with the same weights.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import time
+
+import keras
+import tensorflow as tf
+from absl import logging
+
+from effnet_tf.training import recipe, runtime
+from effnet_tf.training.config import model_scaling as scaling_from_config  # noqa: F401 (restore.py)
+from effnet_tf.training.config import validate
+from effnet_tf.training.data import DataSpec
+from effnet_tf.modeling.costs import costs
+from effnet_tf.training.evaluation import evaluate_model
+from effnet_tf.training.interrupts import StopRequests
+from effnet_tf.modeling.efficientnet import EfficientNet
+from effnet_tf.modeling.normalization import for_weights
+from effnet_tf.training.progress import Progress
+from effnet_tf.training.run_dir import RunDir
+from effnet_tf.modeling.scaling import Scaling
+
+
+class NonFiniteLossError(RuntimeError):
+    pass
+
+
+class CheckpointWriteError(RuntimeError):
+    pass
+
+
+def build_model(config, scaling: Scaling, num_classes: int) -> keras.Model:
+    """The config's logits model, in one call of the builder."""
+    remat = config.get("remat", "none")  # absent in older runs' config.json
+    return EfficientNet(scaling, classes=num_classes, classifier_activation=None,
+                        drop_connect_rate=config.drop_connect_rate,
+                        normalization=for_weights(config.pretrained),
+                        remat=False if remat == "none" else remat,
+                        batch_norm_momentum=config.batch_norm_momentum,
+                        sync_batch_norm=config.sync_batch_norm)
+
+
+def set_backbone_trainable(model: keras.Model, trainable: bool, freeze_batch_norm: bool):
+    """Freezes everything but the classifier (``trainable=False``), or unfreezes; frozen BN
+    layers run in inference mode in Keras 3, which is what fine-tuning wants."""
+    for layer in model.layers:
+        if layer.name == "predictions":
+            continue
+        if isinstance(layer, keras.layers.BatchNormalization) and freeze_batch_norm:
+            layer.trainable = False
+        else:
+            layer.trainable = trainable
+
+
+class Trainer:
+    """Holds the strategy, model, optimizer, average, data and checkpoint of one run."""
+
+    def __init__(self, config, model_dir: str):
+        validate(config)
+        self.config = config
+        self.run_dir = RunDir(model_dir)
+        self.run_dir.check_writable()
+        self.strategy = runtime.make_strategy(config.strategy, config.tpu, config.cpu_devices)
+        if config.global_batch_size % self.strategy.num_replicas_in_sync:
+            raise ValueError(
+                f"config.global_batch_size={config.global_batch_size} does not divide among "
+                f"{self.strategy.num_replicas_in_sync} replicas")
+        # One live run per model_dir: held from here (before anything is written) to close().
+        self._held = contextlib.ExitStack()
+        self._held.enter_context(self.run_dir.lock(enabled=runtime.is_chief(self.strategy)))
+        try:
+            self._build(config, model_dir)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Releases the model_dir."""
+        self._held.close()
+
+    def _build(self, config, model_dir: str) -> None:
+        kind = runtime.device_kind(self.strategy)
+        self.precision = runtime.resolve_precision(config.mixed_precision, kind)
+        self.jit = runtime.resolve_jit(config.jit_compile, kind)
+        runtime.set_determinism(config.seed, config.deterministic)
+        keras.mixed_precision.set_dtype_policy(self.precision)
+
+        self.scaling = scaling_from_config(config)
+        self.data = DataSpec.from_config(config, self.scaling.resolution, model_dir)
+        self.steps_per_epoch = config.steps_per_epoch or self._steps_per_epoch_of_data()
+        self.total_steps = config.epochs * self.steps_per_epoch
+        self.run_dir.check_compatible(self.identity())
+
+        with self.strategy.scope():
+            self.model = build_model(config, self.scaling, self.data.num_classes)
+            if config.pretrained:
+                from effnet_tf.modeling import weights
+                weights.load(self.model, config.pretrained, skip_mismatch=True)
+            self.optimizer = recipe.create_optimizer(config, self.steps_per_epoch)
+            self.optimizer.build(self.model.trainable_variables)
+            self.ema = (recipe.ExponentialMovingAverage(self.model, config.ema_decay)
+                        if config.ema_decay else None)
+        self.track_data_position = self._checkpoint_data_position()
+        self.train_iter = self._train_iterator()
+        weight_ids = {id(w) for w in self.model.weights}
+        # Dropout's random-seed states are variables outside model.weights that
+        # tf.train.Checkpoint does not find by itself; an exact resume needs them.
+        seed_states = [v.value for v in self.model.variables if id(v) not in weight_ids]
+        items = {"model": self.model, "optimizer": self.optimizer, "seeds": seed_states}
+        if self.ema is not None:
+            items["ema"] = self.ema
+        if self.track_data_position:
+            items["train_iterator"] = self.train_iter
+        self.checkpoint = tf.train.Checkpoint(**items)
+        self.manager = tf.train.CheckpointManager(
+            self.checkpoint, self.run_dir.checkpoint_dir(self.strategy),
+            max_to_keep=config.keep_checkpoints, step_counter=self.optimizer.iterations)
+        self.saved_step = None
+        self.freeze_steps = config.freeze_backbone_epochs * self.steps_per_epoch
+        self._phase = None  # frozen backbone or not, of the compiled step
+        self._called = False
+        self.traced_before = False
+        self.timed_images, self.timed_seconds = 0, 0.0
+
+    def _steps_per_epoch_of_data(self) -> int:
+        examples = self.data.train_examples()
+        if examples is None:
+            raise ValueError(f"dataset {self.config.dataset!r} is endless: set "
+                             "--config.steps_per_epoch")
+        if examples < self.config.global_batch_size:
+            raise ValueError(
+                f"dataset {self.config.dataset!r} has {examples} training examples, fewer than "
+                f"one global batch of {self.config.global_batch_size}: lower --batch_size")
+        return examples // self.config.global_batch_size
+
+    def identity(self) -> dict:
+        """What a model_dir's checkpoints must agree with to be resumed: the model, and the
+        objects whose state they hold (optimizer slots, the average, loss scaling)."""
+        return {"width_coefficient": self.scaling.width_coefficient,
+                "depth_coefficient": self.scaling.depth_coefficient,
+                "resolution": self.scaling.resolution,
+                "num_classes": self.data.num_classes,
+                "optimizer": str(self.config.optimizer).lower(),
+                "ema": bool(self.config.ema_decay),
+                "loss_scaling": self.precision == "mixed_float16"}
+
+    def _checkpoint_data_position(self) -> bool:
+        choice = str(self.config.checkpoint_data_position).lower()
+        if isinstance(self.strategy, tf.distribute.TPUStrategy):
+            return False  # TPU input iterators are not checkpointable
+        return choice == "true" or (choice == "auto" and self.config.deterministic)
+
+    def _train_iterator(self):
+        """This worker's own tf.data iterator, whose batches ``_per_replica`` splits among the
+        local replicas: to checkpoint the data position (distributed iterators are not
+        checkpointable), and for one replica on the host CPU, where the distributed iterator
+        only adds a copy whose buffers made b1 training 8% slower (faults on freshly mapped
+        pages every step; BUILD.md, training benchmark). Else the distributed iterator, which
+        prefetches to the accelerators."""
+        c, strategy = self.config, self.strategy
+        workers, worker_id = runtime.worker_position(strategy)
+        self.local_replicas = strategy.num_replicas_in_sync // workers
+        own = self.track_data_position or (
+            self.local_replicas == 1 and runtime.device_kind(strategy) == "cpu")
+        self.split_batches = own and self.local_replicas > 1
+        if not own:
+            return iter(strategy.distribute_datasets_from_function(
+                lambda ctx: self.data.train_dataset(
+                    ctx, ctx.get_per_replica_batch_size(c.global_batch_size))))
+        context = tf.distribute.InputContext(workers, worker_id, strategy.num_replicas_in_sync)
+        return iter(self.data.train_dataset(context, c.global_batch_size // workers))
+
+    def _per_replica(self, batch):
+        if not self.split_batches:
+            return batch
+        local = self.local_replicas
+        return self.strategy.experimental_distribute_values_from_function(
+            lambda ctx: tf.nest.map_structure(
+                lambda t: tf.split(t, local)[ctx.replica_id_in_sync_group % local], batch))
+
+    @property
+    def step(self) -> int:
+        return int(self.optimizer.iterations.numpy())
+
+    def restore(self) -> int:
+        """Resumes from the newest intact checkpoint, if any; the step reached."""
+        path = self.run_dir.restore_latest(self.checkpoint, self.strategy)
+        if path:
+            logging.info("Resumed from %s at step %d", path, self.step)
+        self.saved_step = self.step if path else None
+        return self.step
+
+    def save(self, step: int) -> None:
+        """Checkpoints ``step`` unless it is saved already. A failed write (disk full, no
+        permission) leaves no partial files and the last good checkpoint in place."""
+        if self.saved_step == step:
+            return
+        try:
+            self.manager.save(checkpoint_number=step)
+        except (tf.errors.OpError, OSError) as e:
+            self.run_dir.remove_partial_checkpoints(self.strategy)
+            cause = " ".join((getattr(e, "message", None) or str(e)).split())[:300]
+            raise CheckpointWriteError(
+                f"could not write the step-{step} checkpoint to "
+                f"{self.run_dir.checkpoint_dir(self.strategy)}: {cause}; the last good "
+                f"checkpoint ({self.manager.latest_checkpoint or 'none'}) is kept") from None
+        self.saved_step = step
+
+    def steps_in_next_call(self, step: int, epoch_end: int) -> int:
+        """Steps of the next compiled call: up to ``steps_per_execution``, never past the
+        epoch, a checkpoint or the end of the frozen-backbone phase."""
+        c = self.config
+        count = min(c.steps_per_execution, epoch_end - step,
+                    _next_boundary(step, c.checkpoint_every_steps) - step)
+        if step < self.freeze_steps:
+            count = min(count, self.freeze_steps - step)
+        return count
+
+    def run_steps(self, step: int, count: int) -> tuple[float, float, float]:
+        """Trains ``count`` steps from ``step``: (summed loss, correct predictions, seconds).
+        The compiled step is (re)made where the frozen-backbone phase starts or ends."""
+        frozen = step < self.freeze_steps
+        if self._phase != frozen:
+            set_backbone_trainable(self.model, not frozen, self.config.freeze_batch_norm)
+            self._train_steps = self.make_train_step(self.model.trainable_variables)
+            self._phase, self.traced_before = frozen, False
+        else:
+            self.traced_before = self._called
+        started = time.perf_counter()
+        loss, correct = self._train_steps(self.train_iter, tf.constant(count))
+        loss, correct = float(loss), float(correct)
+        seconds = time.perf_counter() - started
+        self._called = True
+        if self.traced_before:  # the first call of a compiled step includes its tracing
+            self.timed_images += count * self.config.global_batch_size
+            self.timed_seconds += seconds
+        if not math.isfinite(loss):
+            raise NonFiniteLossError(
+                f"loss became {loss} at step {step + count}; stopped. The last good "
+                f"checkpoint ({self.manager.latest_checkpoint or 'none'}) is kept.")
+        return loss, correct, seconds
+
+    def skipped_train_images(self) -> int:
+        return self.data.skip_counter(True).count if self.data.source is not None else 0
+
+    def make_train_step(self, trainable_variables):
+        config, strategy, model, optimizer = (self.config, self.strategy, self.model,
+                                              self.optimizer)
+        num_classes = self.data.num_classes
+
+        def replica_step(images, labels):
+            with tf.GradientTape() as tape:
+                logits = model(images, training=True)
+                per_example = recipe.classification_loss(labels, logits, num_classes,
+                                                          config.label_smoothing)
+                loss = tf.nn.compute_average_loss(
+                    per_example, global_batch_size=config.global_batch_size)
+                if config.weight_decay:
+                    loss += tf.nn.scale_regularization_loss(
+                        config.weight_decay * recipe.l2_loss(model))
+                scaled = optimizer.scale_loss(loss)
+            grads = tape.gradient(scaled, trainable_variables)
+            optimizer.apply_gradients(zip(grads, trainable_variables))
+            hard = labels if labels.shape.rank == 1 else tf.argmax(labels, axis=-1)
+            correct = tf.reduce_sum(tf.cast(
+                tf.equal(tf.argmax(logits, -1, output_type=tf.int32), tf.cast(hard, tf.int32)),
+                tf.float32))
+            return loss, correct
+
+        def train_steps(iterator, count):
+            loss_sum = tf.constant(0.0)
+            correct_sum = tf.constant(0.0)
+            for _ in tf.range(count):
+                images, labels = self._per_replica(next(iterator))
+                loss, correct = strategy.run(replica_step, args=(images, labels))
+                loss_sum += strategy.reduce("SUM", loss, axis=None)
+                correct_sum += strategy.reduce("SUM", correct, axis=None)
+                if self.ema is not None:
+                    self.ema.update()
+            return loss_sum, correct_sum
+
+        if self.jit and not isinstance(strategy, tf.distribute.TPUStrategy):
+            # XLA compiles the step on each replica; the loop around it reads the input
+            # iterator, which XLA cannot compile (TPUs compile everything by themselves).
+            replica_step = tf.function(replica_step, jit_compile=True)
+        return tf.function(train_steps)
+
+    def evaluate(self, steps: int | None = None) -> dict:
+        """Top-1 / top-5 on the eval split, with the averaged weights when there are any;
+        ``images`` evaluated and ``skipped_images`` (undecodable) of this evaluation."""
+        dataset = self.data.eval_dataset(
+            self.config.global_batch_size,
+            pad_remainder=isinstance(self.strategy, tf.distribute.TPUStrategy))
+        skips = self.data.skip_counter(False) if self.data.source is not None else None
+        skipped_before = skips.count if skips else 0
+        if self.ema is not None:
+            self.ema.swap()
+        try:
+            with self.strategy.scope():
+                result = evaluate_model(self.model, dataset, self.data.num_classes, steps,
+                                        self.strategy)
+            result["skipped_images"] = (skips.count - skipped_before) if skips else 0
+            return result
+        finally:
+            if self.ema is not None:
+                self.ema.swap()
+
+
+def train_and_evaluate(config, model_dir: str) -> dict:
+    """Trains ``config`` in ``model_dir`` (resuming if it holds a checkpoint) and evaluates
+    after every epoch. SIGTERM / Ctrl-C stop it at the next step with a checkpoint there
+    (``Interrupted``); the same call resumes."""
+    trainer = Trainer(config, model_dir)
+    chief = runtime.is_chief(trainer.strategy)
+    with contextlib.closing(trainer), StopRequests() as stop:
+        start_step = trainer.restore()
+        if chief:
+            class_names = trainer.data.source and trainer.data.source.class_names
+            trainer.run_dir.write_config(trainer.config, trainer.identity(),
+                                         list(class_names) if class_names else None)
+        _announce(trainer, start_step)
+        history = _train(trainer, start_step, stop)
+        if chief:
+            trainer.run_dir.write_summary(history)
+    if stop.requested:
+        raise Interrupted(history["step"], stop.name())
+    print(f"Done at step {history['step']}: " + json.dumps(
+        {k: round(v, 4) if isinstance(v, float) else v for k, v in history.items()
+         if k != "train_loss_per_epoch"}))
+    return history
+
+
+class Interrupted(RuntimeError):
+    def __init__(self, step: int, signal_name: str):
+        super().__init__(f"interrupted by {signal_name} at step {step}; checkpoint saved; "
+                         "re-run the same command to resume")
+        self.step, self.signal_name = step, signal_name
+
+
+def _announce(trainer, start_step: int) -> None:
+    c, scaling = trainer.config, trainer.scaling
+    params = trainer.model.count_params()
+    flops = costs(scaling, include_top=True, classes=trainer.data.num_classes).flops
+    logging.info("Config:\n%s", c)
+    print(f"Devices: {[d.name for d in tf.config.list_logical_devices()]}; strategy "
+          f"{type(trainer.strategy).__name__} with {trainer.strategy.num_replicas_in_sync} "
+          f"replica(s); precision {trainer.precision}; XLA {trainer.jit}")
+    print(f"Model {trainer.model.name}: {scaling.source} scaling width "
+          f"{scaling.width_coefficient:g} depth {scaling.depth_coefficient:g}, "
+          f"image size {scaling.resolution}, {params:,} params, "
+          f"{flops / 1e9:.3f} GFLOPs; {trainer.data.num_classes} classes; "
+          f"{trainer.steps_per_epoch} steps/epoch x {c.epochs} epochs"
+          + (f"; resuming at step {start_step}" if start_step else ""), flush=True)
+
+
+def _train(trainer, start_step: int, stop: StopRequests) -> dict:
+    """Epochs of training and evaluation from ``start_step``; the run's summary."""
+    c = trainer.config
+    writer = tf.summary.create_file_writer(trainer.run_dir.log_dir(trainer.strategy))
+    progress = Progress(trainer.total_steps, trainer.steps_per_epoch, c.epochs,
+                        every_steps=c.log_every_steps)
+    step, history, epoch_losses = start_step, {}, []
+    while step < trainer.total_steps and not stop.requested:
+        epoch = step // trainer.steps_per_epoch
+        progress.start_epoch(epoch)
+        step, train_metrics = _train_epoch(trainer, step, stop, progress, writer)
+        if stop.requested:
+            break  # evaluated after the resumed run completes the epoch
+        epoch_losses.append(train_metrics["train_loss"])
+        history = {"epoch": epoch + 1, **train_metrics, **trainer.evaluate(c.eval_steps)}
+        _log_scalars(writer, step, {f"eval/{k}": v for k, v in history.items()})
+        print("  " + "  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
+                               for k, v in history.items()), flush=True)
+    trainer.save(step)
+    if not history and not stop.requested:  # resumed a finished run
+        history = trainer.evaluate(c.eval_steps)
+    history.update(step=step, train_loss_per_epoch=epoch_losses,
+                   skipped_train_images=trainer.skipped_train_images())
+    if stop.requested:
+        history["interrupted"] = stop.name()
+    if trainer.timed_seconds:
+        history["images_per_second"] = trainer.timed_images / trainer.timed_seconds
+    return history
+
+
+def _train_epoch(trainer, step: int, stop: StopRequests, progress: Progress, writer):
+    """Trains to the end of ``step``'s epoch (or a stop request): (step, train metrics)."""
+    c = trainer.config
+    epoch_end = min((step // trainer.steps_per_epoch + 1) * trainer.steps_per_epoch,
+                    trainer.total_steps)
+    loss_sum = correct_sum = 0.0
+    seen = 0
+    while step < epoch_end and not stop.requested:
+        count = trainer.steps_in_next_call(step, epoch_end)
+        loss, correct, seconds = trainer.run_steps(step, count)
+        step += count
+        loss_sum, correct_sum, seen = loss_sum + loss, correct_sum + correct, seen + count
+        lr = float(trainer.optimizer.learning_rate)
+        images = count * c.global_batch_size
+        speed = images / max(seconds, 1e-9)
+        progress.update(step, count, loss / count, lr, speed,
+                        seconds if trainer.traced_before else None)
+        if step % c.log_every_steps < count or step == epoch_end:
+            _log_scalars(writer, step, {"train/loss": loss / count,
+                                        "train/top1": correct / images,
+                                        "train/learning_rate": lr,
+                                        "train/images_per_second": speed})
+        if step % c.checkpoint_every_steps == 0:
+            trainer.save(step)
+    return step, {"train_loss": loss_sum / max(seen, 1),
+                  "train_top1": correct_sum / max(seen * c.global_batch_size, 1)}
+
+
+def _log_scalars(writer, step: int, values: dict) -> None:
+    with writer.as_default(step=step):
+        for name, value in values.items():
+            if isinstance(value, (int, float)):
+                tf.summary.scalar(name, value)
+
+
+def _next_boundary(step: int, every: int) -> int:
+    return (step // every + 1) * every

@@ -1,0 +1,191 @@
+"""Faults a long run meets, through the real CLI: preemption (SIGTERM), a second run on a live
+model_dir, a corrupt checkpoint, a full disk, an unwritable model_dir, a changed optimizer,
+undecodable images; and the progress lines a log file gets."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+from tests.train_utils import REPO, assert_same_weights, checkpoint_weights, run_module
+
+# The shipped smoke recipe (synthetic JPEGs through the real pipeline), smaller.
+SMOKE = ["--config=cpu_smoke", "--image_size=32", "--batch_size=8"]
+
+
+def train(model_dir, *args):
+    return run_module("effnet_tf.train", *SMOKE, f"--model_dir={model_dir}", *args)
+
+
+def start_train(model_dir, *args):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
+    return subprocess.Popen([sys.executable, "-m", "effnet_tf.train", *SMOKE,
+                             f"--model_dir={model_dir}", *args], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def read_until(process, text, timeout=300):
+    """stdout lines of ``process`` up to the first one containing ``text``."""
+    deadline, lines = time.monotonic() + timeout, []
+    for line in process.stdout:
+        lines.append(line)
+        if text in line:
+            return lines
+        assert time.monotonic() < deadline, "".join(lines)
+    raise AssertionError(f"{text!r} never printed:\n" + "".join(lines)
+                         + process.stderr.read()[-3000:])
+
+
+def checkpoint_steps(model_dir):
+    state = tf.train.get_checkpoint_state(os.path.join(model_dir, "checkpoints"))
+    return [int(p.rsplit("-", 1)[1]) for p in state.all_model_checkpoint_paths] if state else []
+
+
+def test_sigterm_saves_at_the_current_step_and_resumes_to_the_uninterrupted_weights(tmp_path):
+    args = ["--deterministic", "--epochs=2", "--config.steps_per_epoch=10",
+            "--config.checkpoint_every_steps=1000", "--config.log_every_steps=1"]
+    straight = train(tmp_path / "straight", *args)
+    assert straight.returncode == 0, straight.stderr[-3000:]
+
+    run = tmp_path / "run"
+    proc = start_train(run, *args)
+    read_until(proc, "step 3/20")
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 143, err[-3000:]
+    line = [x for x in out.splitlines() if x.startswith("Interrupted by SIGTERM at step")]
+    assert line and line[0].endswith("checkpoint saved; re-run the same command to resume")
+    step = int(line[0].split("at step ")[1].split(";")[0])
+    assert 3 <= step < 20 and checkpoint_steps(run) == [step]  # no checkpoint was due before
+    summary = json.load(open(run / "summary.json"))
+    assert summary["interrupted"] == "SIGTERM" and summary["step"] == step
+
+    resumed = train(run, *args)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"resuming at step {step}" in resumed.stdout
+    assert_same_weights(checkpoint_weights(tmp_path / "straight"), checkpoint_weights(run))
+
+
+def test_a_second_run_on_a_live_model_dir_is_refused_and_a_stale_lock_taken_over(tmp_path):
+    run = tmp_path / "run"
+    first = start_train(run, "--epochs=1", "--config.steps_per_epoch=200",
+                        "--config.log_every_steps=1")
+    read_until(first, "step 1/200")
+    second = train(run, "--epochs=1", "--config.steps_per_epoch=200")
+    first.send_signal(signal.SIGTERM)
+    first.communicate(timeout=300)
+    assert second.returncode == 2
+    assert f"is in use by another run (pid {first.pid} on" in second.stderr
+    assert "Traceback" not in second.stderr
+    assert not os.path.exists(run / "lock.json")  # released by the interrupted run
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True)
+    with open(run / "lock.json", "w") as f:  # as a SIGKILLed run leaves it
+        json.dump({"pid": int(dead.stdout), "host": os.uname().nodename, "started": "x"}, f)
+    taken = train(run, "--epochs=1", "--config.steps_per_epoch=200",
+                  "--config.checkpoint_every_steps=2")  # resumes from the saved step
+    assert taken.returncode == 0, taken.stderr[-3000:]
+    assert "Taking over the stale lock" in taken.stderr
+
+
+@pytest.mark.slow
+def test_a_corrupt_latest_checkpoint_falls_back_to_the_one_before(tmp_path):
+    run = tmp_path / "run"
+    args = ["--epochs=1", "--config.steps_per_epoch=4", "--config.checkpoint_every_steps=2"]
+    assert train(run, *args).returncode == 0
+    assert checkpoint_steps(run) == [2, 4]
+    data = run / "checkpoints" / "ckpt-4.data-00000-of-00001"
+    data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])  # truncated
+
+    evaluated = run_module("effnet_tf.evaluate", f"--model_dir={run}")
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    assert "ckpt-4 is unreadable" in evaluated.stderr and "step 2" in evaluated.stdout
+
+    resumed = train(run, "--epochs=2", *args[1:])
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "ckpt-4 is unreadable" in resumed.stderr and "resuming at step 2" in resumed.stdout
+    assert checkpoint_steps(run)[-1] == 8
+
+
+@pytest.mark.slow
+def test_a_full_disk_names_the_path_keeps_the_last_checkpoint_and_no_temp_files(tmp_path):
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(disk)],
+                             capture_output=True)
+    if mounted.returncode:
+        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.decode()[-200:]}")
+    try:
+        run = disk / "run"
+        args = ["--epochs=1", "--config.steps_per_epoch=2", "--config.checkpoint_every_steps=2"]
+        assert train(run, *args).returncode == 0
+        good = checkpoint_weights(run)
+        free = shutil.disk_usage(disk).free
+        with open(disk / "filler", "wb") as f:  # leave less than a checkpoint's size
+            f.write(b"\0" * (free - 64 * 1024))
+        full = train(run, "--epochs=2", *args[1:])
+        assert full.returncode == 1
+        assert f"could not write the step-4 checkpoint to {run / 'checkpoints'}" in full.stderr
+        assert "the last good checkpoint" in full.stderr and "Traceback" not in full.stderr
+        assert checkpoint_steps(run) == [2]
+        assert not [n for n in os.listdir(run / "checkpoints") if "_temp" in n]
+        assert_same_weights(good, checkpoint_weights(run))
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)
+
+
+def test_an_unwritable_model_dir_is_one_line(tmp_path):
+    (tmp_path / "file").write_text("not a folder")
+    out = train(tmp_path / "file" / "run")
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines()[-1].startswith(
+        f"effnet_tf.train: error: cannot write to model_dir '{tmp_path / 'file' / 'run'}'")
+
+
+def test_changing_the_optimizer_on_resume_says_what_differs(tmp_path):
+    args = ["--epochs=1", "--config.steps_per_epoch=2"]
+    assert train(tmp_path, *args).returncode == 0
+    out = train(tmp_path, "--epochs=2", *args[1:], "--config.optimizer=sgd")
+    assert out.returncode == 2
+    assert "was trained with optimizer=adam; this run asks for optimizer=sgd" in out.stderr
+    assert "Epoch" not in out.stdout and "Traceback" not in out.stderr
+
+
+def test_log_lines_and_skipped_images_when_stdout_is_a_file(tmp_path):
+    """A folder with one undecodable file in train and in val: both are counted, once per
+    pass, in the Done line, summary.json and evaluate; progress lines carry ETA."""
+    root = tmp_path / "images"
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 24), ("val", 8)):
+        for label in ("a", "b"):
+            folder = root / split / label
+            folder.mkdir(parents=True)
+            for i in range(count // 2):
+                pixels = rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(folder / f"{i}.jpg")
+        (root / split / "a" / "broken.jpg").write_bytes(b"\xff\xd8\xff not a jpeg")
+    out = train(tmp_path / "run", f"--dataset={root}", "--config.num_classes=2", "--epochs=2",
+                "--config.steps_per_epoch=3", "--config.log_every_steps=1")
+    assert out.returncode == 0, out.stderr[-3000:]
+    progress = [x for x in out.stdout.splitlines() if x.startswith("step ")]
+    assert [x.split()[1] for x in progress] == [f"{i}/6" for i in range(1, 7)]
+    assert all(" ETA " in x and " img/s " in x for x in progress)
+    done = json.loads(out.stdout.split("Done at step 6: ", 1)[1].splitlines()[0])
+    assert done["images"] == 8 and done["skipped_images"] == 1
+    assert done["skipped_train_images"] >= 1
+    val_warnings = [x for x in out.stderr.splitlines() if "val/a/broken.jpg" in x]
+    assert len(val_warnings) == 2  # once per evaluation, two epochs
+    summary = json.load(open(tmp_path / "run" / "summary.json"))
+    assert summary["images"] == 8 and summary["skipped_images"] == 1
+
+    evaluated = run_module("effnet_tf.evaluate", f"--model_dir={tmp_path / 'run'}")
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    assert "images 8" in evaluated.stdout and "skipped" in evaluated.stdout
