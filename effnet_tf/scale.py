@@ -19,6 +19,10 @@ on a machine busy with other jobs ``--statistic=min`` is steadier. ``--format`` 
 markdown, csv or json (as ``effnet_tf.summary``). Search and tune data: any
 ``pipelines.build`` source (``--validation_fraction`` for an image folder without a
 validation folder), or ``--data=synthetic`` for a dry run.
+
+This module is the command only: flags, their checks, and per subcommand a call into
+``effnet_tf.sizing`` (``tables`` for rows and text, ``budget``, ``latency``, ``data``,
+``search``), which is the Python API.
 """
 
 from __future__ import annotations
@@ -28,11 +32,10 @@ import os
 
 from absl import app, flags
 
-from effnet_tf.sizing import budget as budget_lib
 from effnet_tf import flags as effnet_flags
-from effnet_tf.modeling.costs import costs
-from effnet_tf.modeling.scaling import ALPHA, BETA, GAMMA, PUBLISHED, Scaling
-from effnet_tf.summary import format_table, summary_row
+from effnet_tf.modeling.scaling import ALPHA, BETA, GAMMA, PUBLISHED
+from effnet_tf.sizing import budget as budget_lib
+from effnet_tf.sizing import tables
 
 COMMANDS = ("table", "fit", "search", "tune", "latency")
 
@@ -40,12 +43,12 @@ FLAGS = flags.FLAGS
 
 
 def define_flags():
-    """The command's flags; defined on demand so that importing this module (the functions
-    are the Python API) adds no global absl flags, which other entry points also define."""
+    """The command's flags; defined on demand so that importing this module adds no global
+    absl flags, which other entry points also define."""
     # Scalings (table, fit), as effnet_tf.summary's.
     flags.DEFINE_list("variants", list(PUBLISHED), "Published variants to list (table).")
     flags.DEFINE_multi_float("phi", [], "Formula rows at these phi (table).")
-    flags.DEFINE_enum("format", "markdown", ["markdown", "csv", "json"], "Output format.")
+    flags.DEFINE_enum("format", "markdown", list(tables.FORMATS), "Output format.")
     flags.DEFINE_string("phi_range", None, "start,stop,step: formula rows from start to stop "
                         "inclusive, e.g. -1,8,0.5 (table).")
     flags.DEFINE_float("alpha", ALPHA, "Depth coefficient of the formula (table, fit).")
@@ -112,118 +115,7 @@ def define_flags():
     flags.DEFINE_integer("seed", 0, "search/tune: seed of the initial weights and the oracle.")
 
 
-# ---- table ----------------------------------------------------------------------------------
-
-
-def phi_values(phis=(), phi_range: str | None = None) -> list[float]:
-    """``phis`` plus ``start,stop,step`` (stop included), in order, without duplicates."""
-    values = [float(p) for p in phis]
-    if phi_range:
-        try:
-            start, stop, step = (float(v) for v in phi_range.split(","))
-        except ValueError:
-            raise ValueError(f"phi_range must be start,stop,step, got {phi_range!r}") from None
-        if not step > 0 or stop < start:
-            raise ValueError(f"phi_range needs step > 0 and stop >= start, got {phi_range!r}")
-        values += [round(start + i * step, 6) for i in range(int((stop - start) / step + 1e-9) + 1)]
-    return list(dict.fromkeys(values))
-
-
-def scalings(variants=PUBLISHED, phis=(), alpha=ALPHA, beta=BETA, gamma=GAMMA) -> list[Scaling]:
-    return ([Scaling.variant(v) for v in variants]
-            + [Scaling.from_phi(p, alpha, beta, gamma) for p in phis])
-
-
-def table_rows(items, *, measure: bool = False, runtimes=("keras",), batch_size: int = 16,
-               train: bool = True, quantization: str = "float32", num_threads=None,
-               clear_session: bool = False, **timing) -> list[dict]:
-    """``summary_row`` of each scaling, plus with ``measure`` the measured columns: latency in
-    ms per batch at batch 1 and ``batch_size`` per runtime, and training images/s.
-    ``clear_session`` as in ``latency.measure``."""
-    rows = []
-    for scaling in items:
-        row = summary_row(scaling)
-        if measure:
-            from effnet_tf.sizing import latency
-
-            measured = latency.measure(
-                scaling, batch_sizes=sorted({1, batch_size}), runtimes=runtimes,
-                quantization=quantization, train_batch_size=batch_size if train else None,
-                num_threads=num_threads, clear_session=clear_session, **timing)
-            row.update({k: round(v, 2) for k, v in measured.items()})
-        rows.append(row)
-    return rows
-
-
-def plot_table(rows: list[dict], path: str, *, alpha=ALPHA, beta=BETA, gamma=GAMMA) -> None:
-    """Params, FLOPs (and measured latency columns) against phi, on log axes.
-
-    Curves: the formula on a fine grid of phi. Published variants are marked at the phi of
-    equal FLOPs (the formula phi with their FLOPs), so the params and latency panels show how
-    the hand-rounded table differs from the formula at equal compute.
-    """
-    from matplotlib.figure import Figure
-
-    measured = [k for k in rows[0] if "_ms_bs" in k]
-    phis = [r["phi"] for r in rows if r["phi"] is not None]
-    low, high = min(phis + [0.0]), max(phis + [7.0])
-    grid = [low + i * (high - low) / 200 for i in range(201)]
-    curve = [costs(Scaling.from_phi(p, alpha, beta, gamma)) for p in grid]
-    panels = ["params", "flops"] + measured
-    fig = Figure(figsize=(5 * len(panels), 4.2), layout="constrained")
-    axes = fig.subplots(1, len(panels))
-    variants = [r for r in rows if r["source"] == "table"]
-    for ax, key in zip(axes, panels):
-        if key in ("params", "flops"):
-            scale = 1e6 if key == "params" else 1e9
-            ax.plot(grid, [getattr(c, key) / scale for c in curve],
-                    label=f"formula alpha={alpha:g} beta={beta:g} gamma={gamma:g}")
-            ax.set_ylabel("params (M)" if key == "params" else "FLOPs (B multiply-adds)")
-        else:
-            scale = 1.0
-            ax.set_ylabel(f"{key.split('_ms_')[0]} latency, ms per batch of "
-                          f"{key.rsplit('bs', 1)[1]}")
-        formula = [r for r in rows if r["phi"] is not None and r.get(key) is not None]
-        if formula:
-            ax.plot([r["phi"] for r in formula], [r[key] / scale for r in formula], "o",
-                    color="tab:blue", label="measured" if scale == 1 else "table rows")
-        for r in variants:
-            if r.get(key) is None:
-                continue
-            x = budget_lib.fit(budget_lib.Budget(max_flops=r["flops"]), alpha=alpha,
-                               beta=beta, gamma=gamma, step=0.01, variants=()).phi
-            ax.plot([x], [r[key] / scale], "s", color="tab:red")
-            ax.annotate(r["name"].upper(), (x, r[key] / scale), textcoords="offset points",
-                        xytext=(4, -10), fontsize=8, color="tab:red")
-        ax.plot([], [], "s", color="tab:red", label="published, at the phi of equal FLOPs")
-        ax.set_yscale("log")
-        ax.set_xlabel("phi")
-        ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=7)
-    fig.suptitle("EfficientNet compound scaling (no accuracy)")
-    fig.savefig(path, dpi=100)
-
-
-def export_tflite(items, directory: str, *, quantization: str = "float32",
-                  classes: int = 1000) -> list[str]:
-    """Each scaling as ``{directory}/{name}_{quantization}.tflite`` with random weights: same
-    speed as trained ones (int8 is calibrated on random pixels: timing only)."""
-    import keras
-
-    from effnet_tf.sizing import latency
-    from effnet_tf.deploy import tflite
-
-    os.makedirs(directory, exist_ok=True)
-    paths = []
-    for scaling in items:
-        keras.utils.clear_session(free_memory=True)
-        model = latency.build(scaling, classes)
-        path = os.path.join(directory, f"{scaling.name}_{quantization}.tflite")
-        with open(path, "wb") as f:
-            f.write(tflite.convert(model, quantization=quantization,
-                                   representative_data=latency.random_calibration(model)))
-        paths.append(path)
-    return paths
+# ---- subcommands: flags in, one library call, text out ---------------------------------------
 
 
 def _timing() -> dict:
@@ -235,49 +127,20 @@ def _statistic() -> dict:
 
 
 def run_table() -> str:
-    items = scalings(FLAGS.variants, phi_values(FLAGS.phi, FLAGS.phi_range), FLAGS.alpha,
-                     FLAGS.beta, FLAGS.gamma)
-    rows = table_rows(
-        items,
-        measure=FLAGS.measure, runtimes=FLAGS.runtime, batch_size=FLAGS.batch_size,
-        train=FLAGS.train, quantization=FLAGS.quantization, num_threads=FLAGS.threads,
-        clear_session=True, **_statistic(), **_timing())
-    if not rows:
+    items = tables.scalings(FLAGS.variants, tables.phi_values(FLAGS.phi, FLAGS.phi_range),
+                            FLAGS.alpha, FLAGS.beta, FLAGS.gamma)
+    if not items:
         raise ValueError("nothing to list: give --variants, --phi or --phi_range")
-    if FLAGS.export_tflite:
-        paths = export_tflite(items, FLAGS.export_tflite, quantization=FLAGS.quantization)
-        for row, path in zip(rows, paths):
-            row["tflite_file"] = path
-    text = format_table(rows, FLAGS.format)
-    if FLAGS.plot:
-        plot_table(rows, FLAGS.plot, alpha=FLAGS.alpha, beta=FLAGS.beta, gamma=FLAGS.gamma)
-        text += f"\n\nPlot written to {FLAGS.plot}" if FLAGS.format == "markdown" else ""
-    return text
-
-
-# ---- fit ------------------------------------------------------------------------------------
-
-
-def fit_rows(result: budget_lib.Fit) -> list[dict]:
-    """The answer and its neighbours as table rows: costs for ``result.classes`` classes."""
-    rows = []
-    for label, candidate in (("answer", result.best), (f"phi + {result.step:g}", result.above),
-                             ("largest variant", result.variant),
-                             ("next variant", result.variant_above)):
-        if candidate is None:
-            continue
-        row = {"role": label, **summary_row(candidate.scaling)}
-        row.update(params=candidate.costs.params, flops=candidate.costs.flops)
-        if result.budget.max_latency_ms is not None:
-            row["latency_ms"] = (None if candidate.latency_ms is None
-                                 else round(candidate.latency_ms, 3))
-        row["fits"] = "yes" if candidate.fits(result.budget) else "no"
-        rows.append(row)
-    return rows
+    return tables.table_report(
+        items, fmt=FLAGS.format, export_tflite=FLAGS.export_tflite, plot=FLAGS.plot,
+        alpha=FLAGS.alpha, beta=FLAGS.beta, gamma=FLAGS.gamma, quantization=FLAGS.quantization,
+        measure=FLAGS.measure, runtimes=FLAGS.runtime, batch_size=FLAGS.batch_size,
+        train=FLAGS.train, num_threads=FLAGS.threads, clear_session=True, **_statistic(),
+        **_timing())
 
 
 def run_fit() -> str:
-    max_latency, latency_fn = FLAGS.max_latency_ms, None
+    max_latency, probe = FLAGS.max_latency_ms, None
     if FLAGS.latency_of or max_latency is not None:
         from effnet_tf.sizing import latency
 
@@ -287,144 +150,54 @@ def run_fit() -> str:
             max_latency = latency.model_file_latency(
                 FLAGS.latency_of, batch_size=FLAGS.latency_batch_size,
                 num_threads=FLAGS.threads, **_timing()).ms(FLAGS.statistic)
-        latency_fn = latency.LatencyProbe(
+        probe = latency.LatencyProbe(
             runtime=FLAGS.runtime[0], batch_size=FLAGS.latency_batch_size,
             quantization=FLAGS.quantization, classes=FLAGS.classes, num_threads=FLAGS.threads,
             clear_session=True, **_statistic(), **_timing())
     budget = budget_lib.Budget(FLAGS.max_flops, FLAGS.max_params, max_latency)
     result = budget_lib.fit(budget, alpha=FLAGS.alpha, beta=FLAGS.beta, gamma=FLAGS.gamma,
-                            classes=FLAGS.classes, latency_fn=latency_fn)
-    rows = fit_rows(result)
-    commands = [result.train_command()]
-    if result.variant is not None:
-        commands.append(result.train_command(use_variant=True))
-    if FLAGS.format == "json":
-        import json
-
-        return json.dumps({"budget": budget.describe(), "phi": result.phi, "rows": rows,
-                           "train_commands": commands,
-                           "measurements": [{"name": c.scaling.name, "latency_ms": c.latency_ms}
-                                            for c in result.trace]}, indent=2)
-    lines = [format_table(rows, FLAGS.format)]
-    if FLAGS.format == "markdown":
-        where = (f" ({FLAGS.runtime[0]}"
-                 + (f" {FLAGS.quantization}" if FLAGS.runtime[0] == "tflite" else "")
-                 + f", batch {FLAGS.latency_batch_size}, {len(result.trace)} models timed)"
-                 if latency_fn else "")
-        lines = [f"Budget: {budget.describe()}{where}",
-                 f"Largest phi: {result.phi:g} (phi + {result.step:g} is over budget); "
-                 f"largest published variant: "
-                 f"{result.variant.scaling.name if result.variant else 'none (B0 is over)'}",
-                 "", *lines, "", "Train it:", *(f"  {c}" for c in commands)]
-        if result.latency_looks_noisy():
-            lines.insert(2, f"Warning: {result.above.latency_ms / result.best.latency_ms:.2f}x "
-                         f"the latency for {result.above.costs.flops / result.best.costs.flops:.3f}"
-                         "x the FLOPs across the boundary: the timings were disturbed (a busy "
-                         "machine?). Re-run with a longer --min_seconds or --statistic=min.")
-    return "\n".join(lines)
-
-
-# ---- search and tune ------------------------------------------------------------------------
-
-
-def _source_options(data_dir=None, validation_fraction=0.0) -> dict:
-    options = {"data_dir": data_dir} if data_dir else {}
-    if validation_fraction:
-        options["validation_fraction"] = validation_fraction
-    return options
-
-
-def make_dataset_fn(data: str, *, batch_size: int, train_split: str = "train",
-                    val_split: str = "validation", data_dir: str | None = None,
-                    validation_fraction: float = 0.0, classes: int | None = None,
-                    seed: int = 0):
-    """``dataset_fn(image_size=, training=, augment_magnitude=None)`` for the searches, from
-    ``pipelines.build`` (any of its sources) or the built-in ``synthetic`` data."""
-    if data == "synthetic":
-        from pipelines.synthetic import colour_batches
-
-        def synthetic(image_size, training, augment_magnitude=None):
-            return colour_batches(image_size, training, classes=classes or 4,
-                                  batch_size=batch_size, seed=seed,
-                                  augment_magnitude=augment_magnitude)
-
-        return synthetic
-    import pipelines
-
-    options = _source_options(data_dir, validation_fraction)
-
-    def dataset_fn(image_size, training, augment_magnitude=None):
-        kwargs = dict(image_size=image_size, batch_size=batch_size, training=training,
-                      seed=seed, **options)
-        if augment_magnitude is not None:
-            kwargs.update(augment="randaugment", randaugment_magnitude=float(augment_magnitude))
-        return pipelines.build(data, train_split if training else val_split, **kwargs)
-
-    return dataset_fn
+                            classes=FLAGS.classes, latency_fn=probe)
+    return tables.fit_report(result, FLAGS.format, probe=probe)
 
 
 def _data_settings() -> dict:
-    """Classes and steps per epoch of --data (pipelines sources know them, mostly)."""
-    from effnet_tf.sizing import search
+    """The search and tune arguments that come from --data and the shared flags."""
+    from effnet_tf.sizing import data, trial
 
     if not FLAGS.data:
         raise ValueError("search and tune need --data")
     if not FLAGS.project_dir:
         raise ValueError("search and tune need --project_dir")
-    classes, steps = FLAGS["classes"].value if FLAGS["classes"].present else None, None
-    if FLAGS.data == "synthetic":
-        classes = classes or 4
-        steps = FLAGS.steps_per_epoch
-    else:
-        import pipelines
-
-        options = _source_options(FLAGS.data_dir, FLAGS.validation_fraction)
-        classes = classes or pipelines.num_classes(FLAGS.data, **options)
-        examples = pipelines.num_examples(FLAGS.data, FLAGS.train_split, **options)
-        steps = FLAGS.steps_per_epoch or (examples // FLAGS.batch_size if examples else None)
-        if not steps:
-            raise ValueError("the training pipeline repeats and its size is unknown: give "
-                             "--steps_per_epoch")
-        if not classes:
-            raise ValueError("the number of classes of --data is unknown: give --classes")
-    dataset_fn = make_dataset_fn(FLAGS.data, batch_size=FLAGS.batch_size,
-                                 train_split=FLAGS.train_split, val_split=FLAGS.val_split,
-                                 data_dir=FLAGS.data_dir,
-                                 validation_fraction=FLAGS.validation_fraction, classes=classes,
-                                 seed=FLAGS.seed)
+    source = dict(data_dir=FLAGS.data_dir, validation_fraction=FLAGS.validation_fraction)
+    classes, steps = data.source_settings(
+        FLAGS.data, batch_size=FLAGS.batch_size,
+        classes=FLAGS["classes"].value if FLAGS["classes"].present else None,
+        steps_per_epoch=FLAGS.steps_per_epoch, train_split=FLAGS.train_split, **source)
+    dataset_fn = data.make_dataset_fn(FLAGS.data, batch_size=FLAGS.batch_size,
+                                      train_split=FLAGS.train_split, val_split=FLAGS.val_split,
+                                      classes=classes, seed=FLAGS.seed, **source)
     # One process runs every trial: each frees the models of the trials before it.
-    train_fn = functools.partial(search.train_candidate, clear_session=True)
+    train_fn = functools.partial(trial.train_candidate, clear_session=True)
     return dict(dataset_fn=dataset_fn, classes=classes, steps_per_epoch=steps,
                 validation_steps=FLAGS.validation_steps, epochs=FLAGS.epochs,
                 project_dir=FLAGS.project_dir, overwrite=FLAGS.overwrite, seed=FLAGS.seed,
                 verbose=1, train_fn=train_fn)
 
 
-def _report(result, what: str) -> str:
+def _report(result) -> str:
     prefix = FLAGS.output or os.path.join(FLAGS.project_dir, f"{result.kind}_trials")
-    paths = result.write(prefix)
-    best = result.best
-    done = sum(r["val_accuracy"] is not None for r in result.rows)
-    lines = [format_table(result.rows, FLAGS.format), "",
-             f"{done} trials finished; results: {', '.join(paths)}",
-             f"Best {what}: val_accuracy {best['val_accuracy']:.4f} (trial {best['trial']})",
-             "Train it:", f"  {result.train_command()}"]
-    return "\n".join(lines)
+    return tables.search_report(result, result.write(prefix), FLAGS.format)
 
 
 def run_search() -> str:
-    from effnet_tf.sizing import search
+    from effnet_tf.sizing import coefficients, search
 
     settings = _data_settings()
-    result = search.search(
-        baseline=search.parse_baseline(FLAGS.baseline), target=FLAGS.target,
+    return _report(search.search(
+        baseline=coefficients.parse_baseline(FLAGS.baseline), target=FLAGS.target,
         tolerance=FLAGS.tolerance, strategy=FLAGS.strategy or "grid",
         grid_step=FLAGS.grid_step, max_trials=FLAGS.max_trials or 20,
-        optimizer=FLAGS.optimizer or "adam", learning_rate=FLAGS.learning_rate, **settings)
-    best = result.best
-    return (_report(result, "coefficients") + "\nThen pick phi for a budget (step 2):\n"
-            f"  python -m effnet_tf.scale fit --alpha={best['alpha']:g} "
-            f"--beta={best['beta']:g} --gamma={best['gamma']:g} --max_flops=...")
+        optimizer=FLAGS.optimizer or "adam", learning_rate=FLAGS.learning_rate, **settings))
 
 
 def _range(values, cast):
@@ -432,43 +205,25 @@ def _range(values, cast):
 
 
 def run_tune() -> str:
-    from effnet_tf.sizing import search
+    from effnet_tf.sizing import coefficients, search
 
     settings = _data_settings()
-    scaling = search.parse_baseline(FLAGS.variant)
-    flag = (f"--variant={scaling.name}" if scaling.source == "table" else
-            f"--phi={scaling.phi:g}" if scaling.source == "formula" else
-            f"--config.width_coefficient={scaling.width_coefficient:g} "
-            f"--config.depth_coefficient={scaling.depth_coefficient:g} "
-            f"--image_size={scaling.resolution}")
-    result = search.tune(
+    scaling = coefficients.parse_baseline(FLAGS.variant)
+    return _report(search.tune(
         scaling=scaling, learning_rate=_range(FLAGS.lr_range, float),
         dropout=_range(FLAGS.dropout_range, float),
         augment_magnitude=_range(FLAGS.magnitude_range, int),
         strategy=FLAGS.strategy or "random", max_trials=FLAGS.max_trials or 10,
-        optimizer=FLAGS.optimizer or "rmsprop", train_flags=flag,
-        batch_size=FLAGS.batch_size, **settings)
-    return (_report(result, "hyperparameters") + "\n(The rate was tuned without warm-up or "
-            "decay; the recipe's schedule starts from it.)")
-
-
-# ---- latency of saved models ----------------------------------------------------------------
+        optimizer=FLAGS.optimizer or "rmsprop", train_flags=coefficients.train_flags(scaling),
+        batch_size=FLAGS.batch_size, **settings))
 
 
 def run_latency(paths) -> str:
-    from effnet_tf.sizing import latency
-
     if not paths:
         raise ValueError("latency needs model files: python -m effnet_tf.scale latency a.tflite")
-    rows = []
-    for path in paths:
-        for batch in sorted({1, FLAGS.batch_size}):
-            t = latency.model_file_latency(path, batch_size=batch, num_threads=FLAGS.threads,
-                                           **_timing())
-            rows.append({"model": path, "batch": batch, "median_ms": round(t.median_ms, 3),
-                         "min_ms": round(t.min_ms, 3), "p90_ms": round(t.p90_ms, 3),
-                         "images_s": round(t.images_per_second, 1), "runs": t.runs})
-    return format_table(rows, FLAGS.format)
+    return tables.format_table(
+        tables.model_file_rows(paths, batch_sizes=sorted({1, FLAGS.batch_size}),
+                               num_threads=FLAGS.threads, **_timing()), FLAGS.format)
 
 
 def main(argv):

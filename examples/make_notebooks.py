@@ -46,7 +46,7 @@ QUICKSTART = [
                   "print(pretrained.name, pretrained.output.shape)"),
     new_markdown_cell("## B0..B7 from the compound-scaling table\n\nParameters and FLOPs "
                       "(multiply-adds) come from the architecture, without building anything:"),
-    new_code_cell("from effnet_tf.summary import format_table, summary_row\n"
+    new_code_cell("from effnet_tf.sizing.tables import format_table, summary_row\n"
                   "from effnet_tf.modeling.scaling import PUBLISHED, Scaling\n"
                   "print(format_table([summary_row(Scaling.variant(v)) for v in PUBLISHED]))"),
     new_code_cell("model = effnet_tf.EfficientNet(\"b0\")\n"
@@ -55,9 +55,9 @@ QUICKSTART = [
     new_markdown_cell("## Any phi, and the scaling curves\n\n`Scaling.from_phi` applies "
                       "`1.2**phi, 1.1**phi, 1.15**phi`; the published B1..B7 were rounded by "
                       "hand, so both are available and each model says which it is."),
-    new_code_cell("from effnet_tf import scale\n"
-                  "rows = scale.table_rows(scale.scalings(phis=[x / 2 for x in range(-2, 17)]))\n"
-                  "scale.plot_table(rows, \"scaling.png\")\n"
+    new_code_cell("from effnet_tf.sizing import plots, tables\n"
+                  "rows = tables.table_rows(tables.scalings(phis=[x / 2 for x in range(-2, 17)]))\n"
+                  "plots.plot_table(rows, \"scaling.png\")\n"
                   "from IPython.display import Image\nImage(\"scaling.png\")"),
     new_markdown_cell("## Feature maps for detection and segmentation"),
     new_code_cell("backbone = effnet_tf.EfficientNet(\"b3\", features_only=True, "

@@ -8,8 +8,8 @@ the path TF 2.21 supports for Keras 3 models. Swish becomes LOGISTIC + MUL and t
 normalization MUL + ADD: only TFLite builtin ops, which XNNPACK runs.
 
 The interpreter comes from ``ai_edge_litert`` or ``tflite_runtime`` when installed (what a
-device has) and from TensorFlow otherwise, so ``predict`` and ``latency`` also run on a board
-without TensorFlow.
+device has) and from TensorFlow otherwise, so ``predict`` and ``Runner`` (which
+``sizing.latency.tflite_latency`` times) also run on a board without TensorFlow.
 """
 
 from __future__ import annotations
@@ -118,7 +118,11 @@ def _interpreter_class():
 
 
 class Runner:
-    """Runs one TFLite model on float image batches, (de)quantizing at integer boundaries."""
+    """Runs one TFLite model on float image batches, (de)quantizing at integer boundaries.
+
+    ``set_input``, ``invoke`` and ``output`` are separate so that a timer can call ``invoke``
+    alone (``sizing.latency.tflite_latency``); calling the runner does all three.
+    """
 
     def __init__(self, model, num_threads: int | None = None):
         self.interpreter = interpreter(model, num_threads)
@@ -171,15 +175,3 @@ def predict(model, images, *, batch_size: int = 32, num_threads: int | None = No
     outputs = [runner(images[i:i + batch_size]) for i in range(0, len(images), batch_size)]
     return np.concatenate(outputs)
 
-
-def latency(model, *, batch_size: int = 1, num_threads: int | None = None, **timing):
-    """Inference time of a TFLite model on random pixels: a ``latency.Timing``.
-
-    Times ``invoke`` only (the input is set once), as an app that reuses its input buffer.
-    """
-    from effnet_tf.sizing import latency as latency_lib
-
-    runner = Runner(model, num_threads)
-    height, width, channels = runner._input["shape"][1:]
-    runner.set_input(latency_lib.random_images(batch_size, (height, width, channels)))
-    return latency_lib.time_calls(runner.invoke, batch_size=batch_size, **timing)

@@ -9,10 +9,10 @@ for the formula path (``Scaling.from_phi``) and for the published table:
 Costs are step functions of phi (channels round to multiples of 8, repeats to integers, the
 resolution to multiples of 8), but every rounding rule is non-decreasing, so with
 ``alpha, beta, gamma >= 1`` (the paper's constraint) params and FLOPs never decrease as phi
-grows; ``tests/test_budget.py`` checks that on a fine grid. The solver bisects on a grid of
-phi with spacing ``step``: the answer fits and ``answer + step`` does not, hence no larger phi
-fits. Measured latency is monotone only up to noise: the answer is then the boundary the
-measurements showed, and every measurement is kept in ``Fit.trace``.
+grows; ``tests/sizing/test_budget.py`` checks that on a fine grid. The solver bisects on a
+grid of phi with spacing ``step``: the answer fits and ``answer + step`` does not, hence no
+larger phi fits. Measured latency is monotone only up to noise: the answer is then the
+boundary the measurements showed, and every measurement is kept in ``Fit.trace``.
 
 No Keras here; latency comes in as a function of a ``Scaling``.
 """

@@ -3,6 +3,8 @@
     measure(Scaling.variant("b0"), batch_sizes=(1, 8), runtimes=("keras", "tflite"))
     probe = LatencyProbe(runtime="tflite", quantization="int8")   # scaling -> ms, cached
     budget.fit(Budget(max_latency_ms=20), latency_fn=probe)
+    export_tflite([Scaling.from_phi(-1)], "kit")                 # to time on a board:
+    model_file_latency("kit/phi-1_float32.tflite")               # TFLite runtime only there
 
 Numbers are medians of repeated calls after warm-up calls (tracing, allocation); the CPU is
 shared with everything else on the machine, so compare numbers from one run.
@@ -88,6 +90,21 @@ def keras_latency(model, *, batch_size: int = 1, **timing) -> Timing:
     return time_calls(lambda: _sync(infer(x)), batch_size=batch_size, **timing)
 
 
+def tflite_latency(model, *, batch_size: int = 1, num_threads: int | None = None,
+                   **timing) -> Timing:
+    """Inference time of a TFLite model (bytes or a ``.tflite`` path) on random pixels.
+
+    Times ``invoke`` only (the input is set once), as an app that reuses its input buffer.
+    Needs only a TFLite interpreter (``deploy.tflite.Runner``), not TensorFlow.
+    """
+    from effnet_tf.deploy import tflite
+
+    runner = tflite.Runner(model, num_threads)
+    height, width, channels = runner.interpreter.get_input_details()[0]["shape"][1:]
+    runner.set_input(random_images(batch_size, (height, width, channels)))
+    return time_calls(runner.invoke, batch_size=batch_size, **timing)
+
+
 def _sync(outputs):
     for output in outputs if isinstance(outputs, (list, tuple)) else [outputs]:
         output.numpy()
@@ -150,7 +167,7 @@ def measure(
         flatbuffer = tflite.convert(model, quantization=quantization,
                                     representative_data=random_calibration(model))
         for batch in batch_sizes:
-            row[f"tflite_{quantization}_{ms}_bs{batch}"] = tflite.latency(
+            row[f"tflite_{quantization}_{ms}_bs{batch}"] = tflite_latency(
                 flatbuffer, batch_size=batch, num_threads=num_threads, **timing).ms(statistic)
     if train_batch_size:
         row[f"train_img_s_bs{train_batch_size}"] = training_throughput(
@@ -167,6 +184,28 @@ def build(scaling: Scaling, classes: int = IMAGENET_CLASSES):
 def random_calibration(model, images: int = 8):
     """Random pixels to calibrate int8 for timing only (accuracy needs real images)."""
     return [random_images(images, model.input_shape[1:])]
+
+
+def export_tflite(items: Sequence[Scaling], directory: str, *, quantization: str = "float32",
+                  classes: int = IMAGENET_CLASSES) -> list[str]:
+    """Each scaling as ``{directory}/{name}_{quantization}.tflite`` with random weights: same
+    speed as trained ones (int8 is calibrated on random pixels: timing only). The kit to time
+    on a device (``model_file_latency`` there, or TFLite's ``benchmark_model``)."""
+    import keras
+
+    from effnet_tf.deploy import tflite
+
+    os.makedirs(directory, exist_ok=True)
+    paths = []
+    for scaling in items:
+        keras.utils.clear_session(free_memory=True)
+        model = build(scaling, classes)
+        path = os.path.join(directory, f"{scaling.name}_{quantization}.tflite")
+        with open(path, "wb") as f:
+            f.write(tflite.convert(model, quantization=quantization,
+                                   representative_data=random_calibration(model)))
+        paths.append(path)
+    return paths
 
 
 def _check_statistic(statistic):
@@ -217,9 +256,7 @@ def model_file_latency(path: str | os.PathLike, *, batch_size: int = 1,
     """Latency of a saved model: ``.tflite`` (interpreter) or ``.keras`` (Keras)."""
     path = os.fspath(path)
     if path.endswith(".tflite"):
-        from effnet_tf.deploy import tflite
-
-        return tflite.latency(path, batch_size=batch_size, num_threads=num_threads, **timing)
+        return tflite_latency(path, batch_size=batch_size, num_threads=num_threads, **timing)
     if path.endswith(".keras"):
         import keras
 

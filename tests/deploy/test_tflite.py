@@ -8,6 +8,7 @@ import effnet_tf
 from effnet_tf.sizing import search
 from effnet_tf.deploy import tflite
 from effnet_tf.modeling.scaling import Scaling
+from effnet_tf.sizing.latency import tflite_latency
 from pipelines.synthetic import colour_batches
 
 TINY = Scaling("tiny", 0.25, 0.25, 32, 0.2)
@@ -92,6 +93,6 @@ def test_conversion_errors(trained):
 
 
 def test_latency_times_the_interpreter(float32):
-    timing = tflite.latency(float32, batch_size=3, min_runs=4, max_runs=4, min_seconds=0)
+    timing = tflite_latency(float32, batch_size=3, min_runs=4, max_runs=4, min_seconds=0)
     assert timing.runs == 4 and timing.batch_size == 3
     assert 0 < timing.min_ms <= timing.median_ms <= timing.p90_ms

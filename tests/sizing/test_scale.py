@@ -1,4 +1,5 @@
-"""The scale command: table (+ --measure, --plot), fit, search, latency; and its functions."""
+"""The scale command: table (+ --measure, --plot), fit, search, latency; and the sizing
+functions it calls (tables, plots, data)."""
 
 import csv
 import io
@@ -10,10 +11,10 @@ import sys
 import numpy as np
 import pytest
 
-from effnet_tf import scale
 from effnet_tf.modeling.costs import costs
 from effnet_tf.modeling.scaling import Scaling
-from effnet_tf.summary import summary_row
+from effnet_tf.sizing import data, plots, tables
+from effnet_tf.sizing.tables import summary_row
 
 
 def run(*args, cwd=None):
@@ -25,14 +26,14 @@ def run(*args, cwd=None):
 
 
 def test_phi_values():
-    assert scale.phi_values([2.5], "-1,1,0.5") == [2.5, -1, -0.5, 0, 0.5, 1]
-    assert scale.phi_values([], "0,8,1")[-1] == 8
+    assert tables.phi_values([2.5], "-1,1,0.5") == [2.5, -1, -0.5, 0, 0.5, 1]
+    assert tables.phi_values([], "0,8,1")[-1] == 8
     with pytest.raises(ValueError, match="start,stop,step"):
-        scale.phi_values([], "0,8")
+        tables.phi_values([], "0,8")
 
 
 def test_table_rows_extend_the_summary_rows():
-    rows = scale.table_rows(scale.scalings(["b0"], [1.5]))
+    rows = tables.table_rows(tables.scalings(["b0"], [1.5]))
     assert rows == [summary_row(Scaling.variant("b0")), summary_row(Scaling.from_phi(1.5))]
 
 
@@ -68,8 +69,8 @@ def test_table_measure_plot_export_and_latency(tmp_path):
 
 
 def test_plot_marks_the_published_variants(tmp_path):
-    rows = scale.table_rows(scale.scalings(["b0", "b1", "b2"], scale.phi_values([], "-1,3,1")))
-    scale.plot_table(rows, str(tmp_path / "p.png"))
+    rows = tables.table_rows(tables.scalings(["b0", "b1", "b2"], tables.phi_values([], "-1,3,1")))
+    plots.plot_table(rows, str(tmp_path / "p.png"))
     assert_real_plot(tmp_path / "p.png", panels=2)
 
 
@@ -152,7 +153,7 @@ def test_dataset_fn_reads_a_pipelines_image_folder(tmp_path):
             pixels = np.clip(np.array(colour) + rng.normal(0, 10, (40, 48, 3)), 0, 255)
             jpeg = tf.io.encode_jpeg(tf.constant(pixels.astype("uint8"))).numpy()
             (tmp_path / label / f"{i}.jpg").write_bytes(jpeg)
-    dataset_fn = scale.make_dataset_fn(str(tmp_path), batch_size=4, validation_fraction=0.25)
+    dataset_fn = data.make_dataset_fn(str(tmp_path), batch_size=4, validation_fraction=0.25)
     images, labels = next(iter(dataset_fn(image_size=36, training=True, augment_magnitude=5)))
     assert images.shape == (4, 36, 36, 3) and set(labels.numpy()) <= {0, 1}
     val = list(dataset_fn(image_size=40, training=False))
@@ -167,7 +168,7 @@ def test_fit_rows_with_a_latency_budget():
 
     result = budget.fit(budget.Budget(max_latency_ms=100),
                         latency_fn=lambda s: costs(s).flops / 1e7)
-    rows = scale.fit_rows(result)
+    rows = tables.fit_rows(result)
     assert [r["role"] for r in rows] == ["answer", "phi + 0.01", "largest variant",
                                          "next variant"]
     assert [r["fits"] for r in rows] == ["yes", "no", "yes", "no"]
