@@ -3,7 +3,7 @@
     python -m effnet_tf.evaluate --model_dir runs/b0 [--split validation] [--steps 100]
 
 Prints the figures with ``images`` (evaluated) and ``skipped`` (images of the split that did
-not decode, left out of top-1).
+not decode, left out of top-1). The work is ``effnet_tf.training.evaluation.evaluate_run``.
 """
 
 from absl import app, flags
@@ -20,29 +20,15 @@ def check_args(model_dir: str, steps, batch_size) -> None:
         raise ValueError(f"--batch_size must be >= 1, got {batch_size}")
 
 
-def evaluate_run(model_dir: str, split=None, steps=None, batch_size=64, use_ema=True) -> dict:
-    """``{"loss", "top1", "top5", "images", "skipped", "step", "ema"}``."""
-    check_args(model_dir, steps, batch_size)
-    from effnet_tf.training.data import DataSpec
-    from effnet_tf.training.evaluation import evaluate_model
-    from effnet_tf.training.restore import load_trained
-
-    trained = load_trained(model_dir, use_ema)
-    config = trained.config
-    data = DataSpec.from_config(config, trained.image_size, model_dir)
-    dataset = data.dataset(split or config.eval_split, False, batch_size)
-    result = evaluate_model(trained.model, dataset, data.num_classes, steps)
-    result.update(skipped=data.skip_counter(False).count, step=trained.step,
-                  ema=trained.averaged)
-    return result
-
-
 def main(argv):
     if len(argv) > 1:
         effnet_flags.fail(f"unexpected arguments: {' '.join(argv[1:])} (flags are --name=value)")
+    f = flags.FLAGS
     try:
-        result = evaluate_run(flags.FLAGS.model_dir, flags.FLAGS.split, flags.FLAGS.steps,
-                              flags.FLAGS.batch_size, flags.FLAGS.ema)
+        check_args(f.model_dir, f.steps, f.batch_size)
+        from effnet_tf.training.evaluation import evaluate_run
+
+        result = evaluate_run(f.model_dir, f.split, f.steps, f.batch_size, f.ema)
     except (ValueError, FileNotFoundError) as e:
         effnet_flags.fail(str(e))
     print("  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"

@@ -17,7 +17,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from PIL import Image
-from tests.train_utils import REPO, run_module
+
+from tests import REPO
+from tests.train_utils import run_module
 
 # The default recipe (augmentation, EMA, the official optimizer), a tiny scaling at 32 px.
 TINY = ["--variant=b0", "--config.width_coefficient=0.25", "--config.depth_coefficient=0.25",

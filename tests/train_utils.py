@@ -11,7 +11,6 @@ from effnet_tf.training.config import get_config
 from tests import REPO
 
 
-
 def tiny_config(**overrides):
     """Quarter-width/depth EfficientNet at 64 px on the synthetic shapes, 2 x 6 steps."""
     c = get_config()

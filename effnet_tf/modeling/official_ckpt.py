@@ -102,6 +102,13 @@ def checkpoint_path(path) -> str:
                      "file or one '*.index', or a prefix such as '.../model.ckpt')")
 
 
+def variable_shapes(path) -> dict[str, list[int]]:
+    """``{variable name: shape}`` of the checkpoint at ``path`` (folder or prefix)."""
+    import tensorflow as tf
+
+    return tf.train.load_checkpoint(checkpoint_path(path)).get_variable_to_shape_map()
+
+
 def read(path) -> dict[str, np.ndarray]:
     """Every model variable of the checkpoint at ``path``, by name, with its EMA value when
     the checkpoint has one; slots, ``global_step`` and the EMA copies' own names dropped."""

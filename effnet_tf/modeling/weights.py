@@ -180,9 +180,7 @@ def convert(checkpoint, out_path, variant: str | None = None) -> list[str]:
     from effnet_tf.modeling.efficientnet import EfficientNet
 
     path = official_ckpt.checkpoint_path(checkpoint)
-    import tensorflow as tf
-
-    shapes = tf.train.load_checkpoint(path).get_variable_to_shape_map()
+    shapes = official_ckpt.variable_shapes(path)
     prefix = official_ckpt.checkpoint_prefix(shapes)
     variant = variant or official_ckpt.variant_of_scope(prefix)
     if variant is None:

@@ -1,4 +1,4 @@
-"""Top-1 / top-5 accuracy of a logits model on a one-pass dataset.
+"""Top-1 / top-5 accuracy of a logits model on a one-pass dataset, and of a trained run.
 
 A loop of its own rather than ``Model.evaluate``: ``evaluate`` needs ``compile``, which gives
 the model a Keras optimizer that every later checkpoint would then hold (and a resumed run
@@ -12,6 +12,9 @@ from __future__ import annotations
 import weakref
 
 import tensorflow as tf
+
+from effnet_tf.training.data import DataSpec
+from effnet_tf.training.restore import load_trained
 
 # One compiled evaluation step per model (and top-k), kept while the model lives.
 _steps: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
@@ -61,3 +64,17 @@ def evaluate_model(model, dataset, num_classes: int, steps=None, strategy=None) 
     count_or_1 = max(count, 1e-9)
     return {"loss": loss / count_or_1, "top1": top1 / count_or_1, "top5": topk / count_or_1,
             "images": int(round(count))}
+
+
+def evaluate_run(model_dir: str, split=None, steps=None, batch_size=64, use_ema=True) -> dict:
+    """A trained run's figures on ``split`` (default: its eval split), with its averaged
+    weights unless ``use_ema=False``: ``{"loss", "top1", "top5", "images", "skipped", "step",
+    "ema"}``."""
+    trained = load_trained(model_dir, use_ema)
+    config = trained.config
+    data = DataSpec.from_config(config, trained.image_size, model_dir)
+    dataset = data.dataset(split or config.eval_split, False, batch_size)
+    result = evaluate_model(trained.model, dataset, data.num_classes, steps)
+    result.update(skipped=data.skip_counter(False).count, step=trained.step,
+                  ema=trained.averaged)
+    return result

@@ -1,4 +1,5 @@
-"""The official training recipe as objects: learning-rate schedule, optimizer, loss terms, EMA.
+"""The official training recipe as objects: the model it trains, learning-rate schedule,
+optimizer, loss terms, EMA.
 
 Schedules and the EMA are written here because Keras has neither the warm-up + staircase
 decay nor a moving average that also covers BatchNorm statistics (``use_ema`` in Keras
@@ -12,6 +13,9 @@ import math
 import keras
 import tensorflow as tf
 
+from effnet_tf.modeling.efficientnet import EfficientNet
+from effnet_tf.modeling.normalization import for_weights
+from effnet_tf.modeling.scaling import Scaling
 from effnet_tf.training.optimizers import RMSpropTF
 
 REFERENCE_BATCH = 256
@@ -140,3 +144,26 @@ class ExponentialMovingAverage(tf.Module):
             current = tf.identity(weight)
             weight.assign(shadow)
             shadow.assign(current)
+
+
+def build_model(config, scaling: Scaling, num_classes: int) -> keras.Model:
+    """The config's logits model, in one call of the builder."""
+    remat = config.get("remat", "none")  # absent in older runs' config.json
+    return EfficientNet(scaling, classes=num_classes, classifier_activation=None,
+                        drop_connect_rate=config.drop_connect_rate,
+                        normalization=for_weights(config.pretrained),
+                        remat=False if remat == "none" else remat,
+                        batch_norm_momentum=config.batch_norm_momentum,
+                        sync_batch_norm=config.sync_batch_norm)
+
+
+def set_backbone_trainable(model: keras.Model, trainable: bool, freeze_batch_norm: bool):
+    """Freezes everything but the classifier (``trainable=False``), or unfreezes; frozen BN
+    layers run in inference mode in Keras 3, which is what fine-tuning wants."""
+    for layer in model.layers:
+        if layer.name == "predictions":
+            continue
+        if isinstance(layer, keras.layers.BatchNormalization) and freeze_batch_norm:
+            layer.trainable = False
+        else:
+            layer.trainable = trainable

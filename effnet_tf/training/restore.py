@@ -8,6 +8,7 @@ import ml_collections
 import tensorflow as tf
 
 from effnet_tf.training import recipe
+from effnet_tf.training.config import model_scaling
 from effnet_tf.training.run_dir import CONFIG_FILE, RunDir
 
 
@@ -23,8 +24,6 @@ class TrainedModel:
 
 def load_trained(model_dir: str, use_ema: bool = True) -> TrainedModel:
     """Rebuilds the model from ``config.json`` and restores the latest checkpoint."""
-    from effnet_tf.training.trainer import build_model, scaling_from_config
-
     run_dir = RunDir(model_dir)
     saved = run_dir.read_json(CONFIG_FILE)
     if saved is None:
@@ -32,8 +31,8 @@ def load_trained(model_dir: str, use_ema: bool = True) -> TrainedModel:
     config = ml_collections.ConfigDict(saved["config"])
     if not run_dir.checkpoint_paths():
         raise ValueError(f"model_dir {model_dir!r} has no checkpoint yet")
-    scaling = scaling_from_config(config)
-    model = build_model(config, scaling, saved["identity"]["num_classes"])
+    scaling = model_scaling(config)
+    model = recipe.build_model(config, scaling, saved["identity"]["num_classes"])
     ema = recipe.ExponentialMovingAverage(model, config.ema_decay) if config.ema_decay else None
     items = {"model": model}
     if ema is not None:

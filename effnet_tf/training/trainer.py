@@ -16,18 +16,15 @@ import keras
 import tensorflow as tf
 from absl import logging
 
-from effnet_tf.training import recipe, runtime
-from effnet_tf.training.config import model_scaling as scaling_from_config  # noqa: F401 (restore.py)
-from effnet_tf.training.config import validate
-from effnet_tf.training.data import DataSpec
 from effnet_tf.modeling.costs import costs
+from effnet_tf.training import recipe, runtime
+from effnet_tf.training.config import model_scaling, validate
+from effnet_tf.training.data import DataSpec
 from effnet_tf.training.evaluation import evaluate_model
 from effnet_tf.training.interrupts import StopRequests
-from effnet_tf.modeling.efficientnet import EfficientNet
-from effnet_tf.modeling.normalization import for_weights
 from effnet_tf.training.progress import Progress
 from effnet_tf.training.run_dir import RunDir
-from effnet_tf.modeling.scaling import Scaling
+from effnet_tf.training.step import make_train_steps
 
 
 class NonFiniteLossError(RuntimeError):
@@ -36,29 +33,6 @@ class NonFiniteLossError(RuntimeError):
 
 class CheckpointWriteError(RuntimeError):
     pass
-
-
-def build_model(config, scaling: Scaling, num_classes: int) -> keras.Model:
-    """The config's logits model, in one call of the builder."""
-    remat = config.get("remat", "none")  # absent in older runs' config.json
-    return EfficientNet(scaling, classes=num_classes, classifier_activation=None,
-                        drop_connect_rate=config.drop_connect_rate,
-                        normalization=for_weights(config.pretrained),
-                        remat=False if remat == "none" else remat,
-                        batch_norm_momentum=config.batch_norm_momentum,
-                        sync_batch_norm=config.sync_batch_norm)
-
-
-def set_backbone_trainable(model: keras.Model, trainable: bool, freeze_batch_norm: bool):
-    """Freezes everything but the classifier (``trainable=False``), or unfreezes; frozen BN
-    layers run in inference mode in Keras 3, which is what fine-tuning wants."""
-    for layer in model.layers:
-        if layer.name == "predictions":
-            continue
-        if isinstance(layer, keras.layers.BatchNormalization) and freeze_batch_norm:
-            layer.trainable = False
-        else:
-            layer.trainable = trainable
 
 
 class Trainer:
@@ -94,14 +68,14 @@ class Trainer:
         runtime.set_determinism(config.seed, config.deterministic)
         keras.mixed_precision.set_dtype_policy(self.precision)
 
-        self.scaling = scaling_from_config(config)
+        self.scaling = model_scaling(config)
         self.data = DataSpec.from_config(config, self.scaling.resolution, model_dir)
         self.steps_per_epoch = config.steps_per_epoch or self._steps_per_epoch_of_data()
         self.total_steps = config.epochs * self.steps_per_epoch
         self.run_dir.check_compatible(self.identity())
 
         with self.strategy.scope():
-            self.model = build_model(config, self.scaling, self.data.num_classes)
+            self.model = recipe.build_model(config, self.scaling, self.data.num_classes)
             if config.pretrained:
                 from effnet_tf.modeling import weights
                 weights.load(self.model, config.pretrained, skip_mismatch=True)
@@ -160,7 +134,7 @@ class Trainer:
         return choice == "true" or (choice == "auto" and self.config.deterministic)
 
     def _train_iterator(self):
-        """This worker's own tf.data iterator, whose batches ``_per_replica`` splits among the
+        """This worker's own tf.data iterator, whose batches ``per_replica`` splits among the
         local replicas: to checkpoint the data position (distributed iterators are not
         checkpointable), and for one replica on the host CPU, where the distributed iterator
         only adds a copy whose buffers made b1 training 8% slower (faults on freshly mapped
@@ -179,7 +153,7 @@ class Trainer:
         context = tf.distribute.InputContext(workers, worker_id, strategy.num_replicas_in_sync)
         return iter(self.data.train_dataset(context, c.global_batch_size // workers))
 
-    def _per_replica(self, batch):
+    def per_replica(self, batch):
         if not self.split_batches:
             return batch
         local = self.local_replicas
@@ -230,8 +204,9 @@ class Trainer:
         The compiled step is (re)made where the frozen-backbone phase starts or ends."""
         frozen = step < self.freeze_steps
         if self._phase != frozen:
-            set_backbone_trainable(self.model, not frozen, self.config.freeze_batch_norm)
-            self._train_steps = self.make_train_step(self.model.trainable_variables)
+            recipe.set_backbone_trainable(self.model, not frozen,
+                                          self.config.freeze_batch_norm)
+            self._train_steps = make_train_steps(self, self.model.trainable_variables)
             self._phase, self.traced_before = frozen, False
         else:
             self.traced_before = self._called
@@ -251,48 +226,6 @@ class Trainer:
 
     def skipped_train_images(self) -> int:
         return self.data.skip_counter(True).count if self.data.source is not None else 0
-
-    def make_train_step(self, trainable_variables):
-        config, strategy, model, optimizer = (self.config, self.strategy, self.model,
-                                              self.optimizer)
-        num_classes = self.data.num_classes
-
-        def replica_step(images, labels):
-            with tf.GradientTape() as tape:
-                logits = model(images, training=True)
-                per_example = recipe.classification_loss(labels, logits, num_classes,
-                                                          config.label_smoothing)
-                loss = tf.nn.compute_average_loss(
-                    per_example, global_batch_size=config.global_batch_size)
-                if config.weight_decay:
-                    loss += tf.nn.scale_regularization_loss(
-                        config.weight_decay * recipe.l2_loss(model))
-                scaled = optimizer.scale_loss(loss)
-            grads = tape.gradient(scaled, trainable_variables)
-            optimizer.apply_gradients(zip(grads, trainable_variables))
-            hard = labels if labels.shape.rank == 1 else tf.argmax(labels, axis=-1)
-            correct = tf.reduce_sum(tf.cast(
-                tf.equal(tf.argmax(logits, -1, output_type=tf.int32), tf.cast(hard, tf.int32)),
-                tf.float32))
-            return loss, correct
-
-        def train_steps(iterator, count):
-            loss_sum = tf.constant(0.0)
-            correct_sum = tf.constant(0.0)
-            for _ in tf.range(count):
-                images, labels = self._per_replica(next(iterator))
-                loss, correct = strategy.run(replica_step, args=(images, labels))
-                loss_sum += strategy.reduce("SUM", loss, axis=None)
-                correct_sum += strategy.reduce("SUM", correct, axis=None)
-                if self.ema is not None:
-                    self.ema.update()
-            return loss_sum, correct_sum
-
-        if self.jit and not isinstance(strategy, tf.distribute.TPUStrategy):
-            # XLA compiles the step on each replica; the loop around it reads the input
-            # iterator, which XLA cannot compile (TPUs compile everything by themselves).
-            replica_step = tf.function(replica_step, jit_compile=True)
-        return tf.function(train_steps)
 
     def evaluate(self, steps: int | None = None) -> dict:
         """Top-1 / top-5 on the eval split, with the averaged weights when there are any;

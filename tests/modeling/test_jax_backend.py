@@ -12,7 +12,6 @@ import pytest
 
 import effnet_tf
 from effnet_tf.modeling import weights
-from tests import REPO
 
 pytest.importorskip("jax")
 
@@ -24,6 +23,7 @@ JAX_SCRIPT = """
 import json, sys
 import numpy as np
 import effnet_tf
+from tests import REPO
 import keras
 
 weights_path, images_path, out_path = sys.argv[1:]

@@ -12,7 +12,9 @@ import time
 
 import pytest
 import tensorflow as tf
-from tests.train_utils import REPO, assert_same_weights, checkpoint_weights
+
+from tests import REPO
+from tests.train_utils import assert_same_weights, checkpoint_weights
 
 WORKER = os.path.join(REPO, "tests", "training", "train_worker.py")
 # Same global batch everywhere; no randomness in the model (no dropout, no stochastic

@@ -14,7 +14,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from PIL import Image
-from tests.train_utils import REPO, assert_same_weights, checkpoint_weights, run_module
+
+from tests import REPO
+from tests.train_utils import assert_same_weights, checkpoint_weights, run_module
 
 # The shipped smoke recipe (synthetic JPEGs through the real pipeline), smaller.
 SMOKE = ["--config=cpu_smoke", "--image_size=32", "--batch_size=8"]

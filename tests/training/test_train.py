@@ -7,13 +7,13 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from tests.train_utils import assert_same_weights, checkpoint_weights, run_module, tiny_config
 
-from effnet_tf.evaluate import evaluate_run
-from effnet_tf.export import export_run
-from effnet_tf.predict import predict_files
+from effnet_tf.deploy.formats import export_run
+from effnet_tf.deploy.serving import predict_files
+from effnet_tf.training.evaluation import evaluate_run
 from effnet_tf.training.restore import load_trained
 from effnet_tf.training.trainer import NonFiniteLossError, train_and_evaluate
+from tests.train_utils import assert_same_weights, checkpoint_weights, run_module, tiny_config
 
 
 @pytest.fixture(scope="module")
@@ -166,8 +166,9 @@ def test_bad_flags_fail_before_training_with_a_clear_message(tmp_path, args, mes
 
 
 def _weights_at(model_dir, step, config):
-    from effnet_tf.training.trainer import build_model, scaling_from_config
-    model = build_model(config, scaling_from_config(config), config.num_classes)
+    from effnet_tf.training.config import model_scaling
+    from effnet_tf.training.recipe import build_model
+    model = build_model(config, model_scaling(config), config.num_classes)
     path = os.path.join(model_dir, "checkpoints", f"ckpt-{step}")
     tf.train.Checkpoint(model=model).restore(path).expect_partial()
     return model
