@@ -144,7 +144,8 @@ class _Evaluator:
 
     def __init__(self, budget, latency_fn, classes):
         if budget.max_latency_ms is not None and latency_fn is None:
-            raise ValueError("a max_latency_ms budget needs latency_fn (see effnet_tf.sizing.latency)")
+            raise ValueError("a max_latency_ms budget needs latency_fn "
+                             "(see effnet_tf.sizing.latency)")
         self.budget, self.latency_fn, self.classes = budget, latency_fn, classes
         self.cache: dict[tuple, float] = {}
         self.trace: list[Candidate] = []

@@ -38,7 +38,7 @@ from effnet_tf.sizing.coefficients import (PAPER, Coefficients, from_shares, gri
 from effnet_tf.sizing.plots import plot_trials
 from effnet_tf.sizing.trial import (BN_BATCHES, OBJECTIVE, make_optimizer,
                                     recalibrate_batch_norm, train_candidate)
-from effnet_tf.sizing.tuner import (SearchResult, grid_oracle_class, run_trials,
+from effnet_tf.sizing.tuner import (SearchResult, grid_oracle_class, oracle_seed, run_trials,
                                     trial_coefficients, trial_rows)
 
 __all__ = [
@@ -108,12 +108,12 @@ def search(
         for name in Coefficients._fields:
             hp.Float(name, 1.0, max(getattr(p, name) for p in points))
         oracle = grid_oracle_class()(points, objective=objective, max_trials=max_trials,
-                                      hyperparameters=hp, seed=seed)
+                                      hyperparameters=hp, seed=oracle_seed(seed))
     else:
         hp.Float("depth_share", 0.0, 1.0)
         hp.Float("width_share_of_rest", 0.0, 1.0)
         oracle = kt.oracles.BayesianOptimizationOracle(
-            objective=objective, max_trials=max_trials or 20, hyperparameters=hp, seed=seed)
+            objective=objective, max_trials=max_trials or 20, hyperparameters=hp, seed=oracle_seed(seed))
     train = functools.partial(
         train_fn or train_candidate, dataset_fn=dataset_fn, classes=classes, epochs=epochs,
         steps_per_epoch=steps_per_epoch, validation_steps=validation_steps,
@@ -191,7 +191,7 @@ def tune(
     oracle_class = (kt.oracles.RandomSearchOracle if strategy == "random"
                     else kt.oracles.BayesianOptimizationOracle)
     oracle = oracle_class(objective=kt.Objective(OBJECTIVE, "max"), max_trials=max_trials,
-                          hyperparameters=hp, seed=seed)
+                          hyperparameters=hp, seed=oracle_seed(seed))
 
     def trial_fn(trial_hp):
         values = trial_hp.values

@@ -39,6 +39,14 @@ def _tuner_class():
     return ProxyTuner
 
 
+def oracle_seed(seed: int) -> int:
+    """The seed handed to a keras-tuner oracle for our ``seed``. The oracle replaces a falsy
+    seed by a random one (``self.seed = seed or random.randint(1, 10000)`` in keras-tuner's
+    ``engine/oracle.py``), so ``--seed 0``, our default, gave other trials on every run; shifted
+    by one, every seed of ours is a fixed one of the oracle's."""
+    return seed + 1 if seed >= 0 else seed
+
+
 def grid_oracle_class():
     import keras_tuner as kt
 

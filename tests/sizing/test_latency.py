@@ -30,7 +30,7 @@ def test_random_images_are_pixels():
 
 
 def test_measure_columns():
-    # (tflite and training columns: tests/test_scale.py, table --measure)
+    # (tflite and training columns: tests/sizing/test_scale.py, table --measure)
     row = latency.measure(TINY, batch_sizes=(1, 2), runtimes=("keras",), **FAST)
     assert sorted(row) == ["keras_ms_bs1", "keras_ms_bs2"]
     assert all(v > 0 for v in row.values())
