@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from effnet_tf.modeling import costs
+from effnet_tf.modeling.costs import costs
 from effnet_tf.modeling.scaling import VARIANTS, Scaling, survival_prob
 
 # Paper Table 2, multiply-adds.
