@@ -36,8 +36,18 @@ def derive_seed(seed: int | None, *keys) -> int | None:
     return zlib.crc32(repr((int(seed),) + keys).encode()) & 0x7FFFFFFF
 
 
-def _random_seeds(seed: int | None):
-    """An endless dataset of stateless-op seeds (int64 [2])."""
+def _random_seeds(seed: int | None, on_workers: bool = False):
+    """An endless dataset of stateless-op seeds (int64 [2]).
+
+    ``on_workers``: for tf.data service workers, which all run the same serialized graph. A
+    random op without a seed takes one from TensorFlow's global seed when the trainer set it
+    (``tf.random.set_seed``, ``keras.utils.set_random_seed``), and that seed is then baked into
+    the graph: every worker would draw the same crops. So the seeds are made where the graph
+    runs instead: the worker's clock (in microseconds) and a count.
+    """
+    if on_workers:
+        return tf.data.Dataset.counter().map(
+            lambda i: tf.stack([tf.cast(tf.timestamp() * 1e6, tf.int64), i]))
     return tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
 
 
@@ -186,7 +196,8 @@ def build(
         records = records.repeat()
 
     if training:
-        seeds = _random_seeds(derive_seed(seed, "images", pipeline_id))
+        seeds = _random_seeds(derive_seed(seed, "images", pipeline_id),
+                              on_workers=data_service is not None)
         records = tf.data.Dataset.zip((records, seeds)).map(_with_seed)
     # Mixing needs float images; otherwise cast each image before batching (fewer bytes).
     output_dtype = "float32" if mixing else dtype
@@ -219,7 +230,8 @@ def build(
         return (images, labels, *rest)
 
     if mixing:
-        batch_seeds = _random_seeds(derive_seed(seed, "mix", pipeline_id))
+        batch_seeds = _random_seeds(derive_seed(seed, "mix", pipeline_id),
+                                    on_workers=data_service is not None)
         batches = tf.data.Dataset.zip((batches, batch_seeds)).map(
             lambda batch, batch_seed: finish(*batch, batch_seed=batch_seed),
             num_parallel_calls=AUTOTUNE,

@@ -96,13 +96,21 @@ def test_distributed_epoch_serves_each_example_once(cluster, image_folder, mode,
                                                     2: 6 * copies}
 
 
-def test_parallel_epochs_workers_crop_differently_even_with_a_seed(cluster, image_folder):
+@pytest.mark.parametrize("global_seed", [None, 1])
+def test_parallel_epochs_workers_crop_differently_even_with_a_seed(cluster, image_folder,
+                                                                    global_seed):
     """The seed is ignored with the service: one seed on both workers would make both copies
-    of each image the same crop (18 distinct images out of 36)."""
-    served = pipelines.build(image_folder, "train", image_size=32, batch_size=4, repeat=False,
-                             drop_remainder=False, seed=0, data_service=cluster["address"],
-                             data_service_mode="parallel_epochs")
-    images = np.concatenate([x.numpy() for x, _ in served])
+    of each image the same crop (18 distinct images out of 36). Also when the trainer has set
+    TensorFlow's global seed, which unseeded random ops would otherwise bake into the graph."""
+    tf.random.set_seed(global_seed)
+    try:
+        served = pipelines.build(image_folder, "train", image_size=32, batch_size=4,
+                                 repeat=False, drop_remainder=False, seed=0,
+                                 data_service=cluster["address"],
+                                 data_service_mode="parallel_epochs")
+        images = np.concatenate([x.numpy() for x, _ in served])
+    finally:
+        tf.random.set_seed(None)
     assert len(images) == 36 and len({image.tobytes() for image in images}) == 36
 
 
