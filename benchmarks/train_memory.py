@@ -12,9 +12,12 @@ in-memory batch at the variant's resolution. Memory is the process's resident-se
 mark (``getrusage(RUSAGE_SELF).ru_maxrss``): "peak" is the whole process (TensorFlow, the
 model, the batch, the training step); "baseline" is the same mark before the first step
 (imports, model, optimizer, data), so "peak - baseline" is what training adds (activations,
-gradients, optimizer slots). Step time is the median of the steps after the first (which
-traces). ``--budget_gb``: for each row, the largest batch whose peak stays within the budget
-(doubling, then bisection to ``--budget_resolution`` images; one step per probe).
+gradients, optimizer slots, and the traced training graph); "tensor peak" is TensorFlow's
+allocator's own high-water mark (``tf.config.experimental.get_memory_info("CPU:0")``): what
+the tensors needed at most, without the graph or the allocator's pooled free memory. Step
+time is the median of the steps after the first (which traces). ``--budget_gb``: for each
+row, the largest batch whose peak stays within the budget (doubling, then bisection to
+``--budget_resolution`` images; one step per probe).
 
 The last line is the goal of issue 13: peak ratio of ``remat="all"`` to keras.applications for
 the first variant and policy at ``--batch_size`` (32 by default).
@@ -71,7 +74,13 @@ def child(spec: dict) -> dict:
     baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     model.fit(data, steps_per_epoch=spec["steps"] + 1, epochs=1, verbose=0, callbacks=[clock])
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"baseline_mb": baseline, "peak_mb": peak,
+    import tensorflow as tf
+
+    # TensorFlow's own allocator: the most its tensors held at once (documented for GPUs; the
+    # CPU allocator reports it too). RSS adds what no tensor holds: the traced and optimized
+    # training graph, and the pool's free pages, which are never given back to the system.
+    tensors = tf.config.experimental.get_memory_info("CPU:0")["peak"] / 2**20
+    return {"baseline_mb": baseline, "peak_mb": peak, "tensor_peak_mb": tensors,
             "step_s": statistics.median(times[1:]) if len(times) > 1 else None}
 
 
@@ -102,8 +111,9 @@ def largest_batch(spec: dict, budget_mb: float, resolution: int) -> int:
 
 def table(rows: list[dict]) -> str:
     lines = ["| variant | policy | model | batch | peak MB | peak - baseline MB | step s | "
-             "peak vs keras.applications | (peak - baseline) vs | step vs | largest batch |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "peak vs keras.applications | (peak - baseline) vs | tensor peak MB | "
+             "tensor peak vs | step vs | largest batch |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         ref = next(r for r in rows if r["variant"] == row["variant"]
                    and r["policy"] == row["policy"] and r["model"] == "keras.applications")
@@ -113,6 +123,7 @@ def table(rows: list[dict]) -> str:
             f"| {row['variant']} | {row['policy']} | {row['model']} | {row['batch']} | "
             f"{row['peak_mb']:.0f} | {train:.0f} | "
             f"{step:.2f} | {row['peak_mb'] / ref['peak_mb']:.2f} | {train / ref_train:.2f} | "
+            f"{row['tensor_peak_mb']:.0f} | {row['tensor_peak_mb'] / ref['tensor_peak_mb']:.2f} | "
             f"{step / ref['step_s']:.2f} | {row.get('largest_batch', '')} |")
     return "\n".join(lines)
 
