@@ -12,6 +12,7 @@ import pytest
 
 import effnet_tf
 from effnet_tf.modeling import weights
+from tests import REPO
 
 pytest.importorskip("jax")
 
@@ -23,7 +24,6 @@ JAX_SCRIPT = """
 import json, sys
 import numpy as np
 import effnet_tf
-from tests import REPO
 import keras
 
 weights_path, images_path, out_path = sys.argv[1:]
