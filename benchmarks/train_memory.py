@@ -43,8 +43,8 @@ def child(spec: dict) -> dict:
 
     import keras
 
-    from effnet_tf.training.data import random_batches
     from effnet_tf.modeling.scaling import Scaling
+    from effnet_tf.training.data import random_batches
 
     keras.mixed_precision.set_dtype_policy(spec["policy"])
     variant, kind = spec["variant"], spec["model"]

@@ -30,8 +30,8 @@ def plain_fit(variant: str, batch: int, steps: int, jit: bool) -> None:
     """The reference: what a user writes with keras.applications and fit."""
     import keras
 
-    from effnet_tf.training.data import random_batches
     from effnet_tf.modeling.scaling import Scaling
+    from effnet_tf.training.data import random_batches
 
     size = Scaling.variant(variant).resolution
     model = getattr(keras.applications, f"EfficientNet{variant.upper()}")(weights=None)

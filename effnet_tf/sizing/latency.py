@@ -22,9 +22,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from effnet_tf.sizing.budget import architecture_key
 from effnet_tf.modeling.costs import IMAGENET_CLASSES
 from effnet_tf.modeling.scaling import Scaling
+from effnet_tf.sizing.budget import architecture_key
 
 RUNTIMES = ("keras", "tflite")
 # median: the typical latency, right on a dedicated device. min: the least disturbed run, far

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 import effnet_tf
-from effnet_tf.sizing import search
 from effnet_tf.deploy import tflite
 from effnet_tf.modeling.scaling import Scaling
+from effnet_tf.sizing import search
 from effnet_tf.sizing.latency import tflite_latency
 from pipelines.synthetic import colour_batches
 

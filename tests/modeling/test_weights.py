@@ -4,10 +4,10 @@ import h5py
 import keras
 import numpy as np
 import pytest
-from effnet_tf.modeling.scaling import PUBLISHED
 
 import effnet_tf
 from effnet_tf.modeling import weights
+from effnet_tf.modeling.scaling import PUBLISHED
 
 SIZE = 48  # small, and odd-sized (3 px) before the last stride-2 stage: both padding cases
 KERAS_BUILDERS = {v: getattr(keras.applications, f"EfficientNet{v.upper()}") for v in PUBLISHED}

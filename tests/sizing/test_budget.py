@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 
 import effnet_tf
-from effnet_tf.sizing import budget
 from effnet_tf.modeling import counting
-from effnet_tf.sizing.budget import Budget, fit
 from effnet_tf.modeling.costs import costs
 from effnet_tf.modeling.scaling import Scaling
+from effnet_tf.sizing import budget
+from effnet_tf.sizing.budget import Budget, fit
 
 
 def built_costs(scaling, classes=1000):

@@ -4,9 +4,9 @@ import keras
 import pytest
 
 import effnet_tf
-from effnet_tf.sizing import budget, latency
 from effnet_tf.deploy import tflite
 from effnet_tf.modeling.scaling import Scaling
+from effnet_tf.sizing import budget, latency
 
 TINY = Scaling("tiny", 0.25, 0.25, 32, 0.2)
 FAST = dict(min_runs=2, max_runs=2, min_seconds=0)

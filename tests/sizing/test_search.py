@@ -9,11 +9,11 @@ import keras
 import numpy as np
 import pytest
 
-from effnet_tf.sizing import search
-from pipelines.synthetic import colour_batches
 from effnet_tf.modeling.costs import costs
 from effnet_tf.modeling.scaling import Scaling
+from effnet_tf.sizing import search
 from effnet_tf.sizing.search import Coefficients
+from pipelines.synthetic import colour_batches
 
 BASELINE = Scaling("tiny", 0.25, 0.25, 32, 0.2)
 DATA = functools.partial(colour_batches, classes=3, examples=96, batch_size=32)
