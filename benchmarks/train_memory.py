@@ -79,7 +79,10 @@ def child(spec: dict) -> dict:
     # TensorFlow's own allocator: the most its tensors held at once (documented for GPUs; the
     # CPU allocator reports it too). RSS adds what no tensor holds: the traced and optimized
     # training graph, and the pool's free pages, which are never given back to the system.
-    tensors = tf.config.experimental.get_memory_info("CPU:0")["peak"] / 2**20
+    try:
+        tensors = tf.config.experimental.get_memory_info("CPU:0")["peak"] / 2**20
+    except ValueError:  # no statistics (TF_ENABLE_ONEDNN_OPTS=0: TensorFlow's plain allocator)
+        tensors = None
     return {"baseline_mb": baseline, "peak_mb": peak, "tensor_peak_mb": tensors,
             "step_s": statistics.median(times[1:]) if len(times) > 1 else None}
 
@@ -119,11 +122,14 @@ def table(rows: list[dict]) -> str:
                    and r["policy"] == row["policy"] and r["model"] == "keras.applications")
         train, ref_train = (r["peak_mb"] - r["baseline_mb"] for r in (row, ref))
         step = row["step_s"]
+        tensors, ref_tensors = row["tensor_peak_mb"], ref["tensor_peak_mb"]
+        tensor_cells = (f"{tensors:.0f} | {tensors / ref_tensors:.2f}" if tensors and ref_tensors
+                        else "- | -")  # no statistics from this allocator
         lines.append(
             f"| {row['variant']} | {row['policy']} | {row['model']} | {row['batch']} | "
             f"{row['peak_mb']:.0f} | {train:.0f} | "
             f"{step:.2f} | {row['peak_mb'] / ref['peak_mb']:.2f} | {train / ref_train:.2f} | "
-            f"{row['tensor_peak_mb']:.0f} | {row['tensor_peak_mb'] / ref['tensor_peak_mb']:.2f} | "
+            f"{tensor_cells} | "
             f"{step / ref['step_s']:.2f} | {row.get('largest_batch', '')} |")
     return "\n".join(lines)
 

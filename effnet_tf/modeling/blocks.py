@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import math
 import re
 from typing import NamedTuple
 
@@ -183,12 +184,21 @@ def classifier(x, classes: int, activation, dropout_rate: float):
 # arrives (a data dependency, so graph mode and XLA do not hoist it); it replays ``f`` as is,
 # state updates and random draws included (TensorFlow ``ops/custom_gradient.py``), hence the
 # StatelessScope below. TensorFlow only: on JAX the state updates inside the call would not trace.
+# Inside the recomputed blocks the widest conv + batch norm + swish triples have a backward pass
+# that keeps only the convolution's input and runs a batch slice at a time
+# (``fused_backward.conv_batch_norm_swish``): B0's peak was there, at block2a's expansion.
 
 REMAT_CHOICES = (False, "all", "high_res")
 # "high_res": the stages before the first stride-16 stage (strides 2, 4, 8; B0 stages 1-3),
 # where the large activations are: ``benchmarks/train_memory.py``.
 HIGH_RES_STAGES = (1, 2, 3)
 _BLOCK_NAME = re.compile(r"^block(\d+)[a-z]+_")
+# Fused only from this many convolution outputs per image (112 x 112 x 96, block2a's expansion
+# on B0 at 224 px; on larger models and inputs the few triples as wide). Fusing every triple of
+# 112 x 112 x 24 and more (7 on B0) took the step to 1.5x keras.applications' time for 0.04 of
+# its memory more, and each fused triple adds graph (slices of ops) that the process holds:
+# ``benchmarks/train_memory.py``.
+FUSE_MIN_ELEMENTS = 112 * 112 * 96
 
 
 def check_remat(remat):
@@ -214,13 +224,16 @@ def functional_model(inputs, outputs, name: str, remat=False) -> keras.Model:
 class _Segment(NamedTuple):
     """Consecutive layers run together: one block to rematerialize (``block`` its name), or a
     single layer run as usual (``block`` None). ``inputs``: the layers' input structures;
-    ``source``, ``output``: the segment's one input and one output (symbolic tensors)."""
+    ``source``, ``output``: the segment's one input and one output (symbolic tensors);
+    ``fused``: positions of the convolutions that run with the next two layers (batch norm,
+    swish) as one ``fused_backward.conv_batch_norm_swish``."""
 
     block: str | None
     layers: list
     inputs: list
     source: object
     output: object
+    fused: frozenset = frozenset()
 
 
 class _Plan:
@@ -299,16 +312,58 @@ def _with_ends(segment: _Segment) -> _Segment:
     if len(sources) != 1:
         raise ValueError(f"segment {segment.block or segment.layers[0].name!r} reads "
                          f"{len(sources)} outside tensors, not 1")
-    return segment._replace(source=next(iter(sources.values())),
-                            output=segment.layers[-1].output)
+    segment = segment._replace(source=next(iter(sources.values())),
+                               output=segment.layers[-1].output)
+    return segment._replace(fused=_fusable(segment))
 
 
-def _run(segment: _Segment, values: dict, training) -> None:
+def _fusable(segment: _Segment) -> frozenset:
+    """Positions ``i`` where ``layers[i:i + 3]`` is a float32 convolution without bias or
+    activation, a per-replica BatchNormalization and a swish ``Activation``, each read only by
+    the next, with at least ``FUSE_MIN_ELEMENTS`` convolution outputs per image."""
+    readers = {}
+    for layer, struct in zip(segment.layers, segment.inputs):
+        for t in keras.tree.flatten(struct):
+            readers.setdefault(id(t), []).append(layer)
+    fused = set()
+    for i, (conv, bn, act) in enumerate(zip(segment.layers, segment.layers[1:],
+                                            segment.layers[2:])):
+        if (isinstance(conv, (layers.Conv2D, layers.DepthwiseConv2D)) and not conv.use_bias
+                and conv.activation is keras.activations.linear
+                and isinstance(conv.input, keras.KerasTensor)
+                and isinstance(bn, layers.BatchNormalization) and not bn.synchronized
+                and bn.center and bn.scale
+                and isinstance(act, layers.Activation)
+                and act.activation is keras.activations.silu
+                and {conv.compute_dtype, bn.compute_dtype, act.compute_dtype} == {"float32"}
+                and readers.get(id(conv.output)) == [bn] and readers.get(id(bn.output)) == [act]
+                and segment.output is not conv.output and segment.output is not bn.output
+                and None not in conv.output.shape[1:]
+                and math.prod(conv.output.shape[1:]) >= FUSE_MIN_ELEMENTS):
+            fused.add(i)
+    return frozenset(fused)
+
+
+def _run(segment: _Segment, values: dict, training, fuse: bool = False) -> None:
     """Runs a segment's layers in order on ``values`` (symbolic tensor id -> tensor), passing
     ``training`` to those that take it (the backward pass's recomputation runs outside the
-    model call that would supply it)."""
-    for layer, struct in zip(segment.layers, segment.inputs):
+    model call that would supply it). ``fuse``: the segment's fused triples run as
+    ``fused_backward.conv_batch_norm_swish`` in training (the same values, a lighter backward
+    pass), unless frozen (then Keras' own path)."""
+    skip = ()
+    for i, (layer, struct) in enumerate(zip(segment.layers, segment.inputs)):
+        if i in skip:
+            continue
         args = keras.tree.map_structure(lambda t: values[id(t)], struct)
+        if (fuse and i in segment.fused and training is True and layer.trainable
+                and segment.layers[i + 1].trainable):
+            from effnet_tf.modeling import fused_backward  # TensorFlow, as remat itself
+
+            bn, activation = segment.layers[i + 1:i + 3]
+            values[id(activation.output)] = fused_backward.conv_batch_norm_swish(
+                layer, bn, activation, args)
+            skip = (i + 1, i + 2)
+            continue
         kwargs = {"training": training} if _takes_training(layer) else {}
         values[id(layer.output)] = layer(args, **kwargs)
 
@@ -325,7 +380,7 @@ def _remat_run(segment: _Segment, x, training):
     def block(x):
         values = {id(segment.source): x}
         with keras.StatelessScope(state_mapping=list(zip(state, before))) as scope:
-            _run(segment, values, training)
+            _run(segment, values, training, fuse=True)
         after[:] = [scope.get_current_value(v) for v in state]
         return values[id(segment.output)]
 

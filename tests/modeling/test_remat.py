@@ -1,5 +1,6 @@
 """``remat``: whole MBConv blocks recomputed in the backward pass, with the very same
-gradients, state updates, layer names, weights, feature maps and saved files."""
+gradients, state updates, layer names, weights, feature maps and saved files; the widest
+conv + batch norm + swish triples with a sliced backward pass, as accurate as Keras'."""
 
 import keras
 import numpy as np
@@ -7,6 +8,7 @@ import pytest
 import tensorflow as tf
 
 import effnet_tf
+from effnet_tf.modeling import blocks
 from effnet_tf.modeling import weights as weights_lib
 from effnet_tf.modeling.scaling import Scaling
 
@@ -30,11 +32,15 @@ def twins(scaling, remat, **kwargs):
     return plain, other
 
 
-def loss_and_grads(model, x, labels):
-    with tf.GradientTape() as tape:
-        probs = model(x, training=True)
-        loss = keras.ops.mean(keras.losses.sparse_categorical_crossentropy(labels, probs))
-    return loss.numpy(), [g.numpy() for g in tape.gradient(loss, model.trainable_weights)]
+def loss_and_grads(model, x, labels, graph=False):
+    def step():
+        with tf.GradientTape() as tape:
+            probs = model(x, training=True)
+            loss = keras.ops.mean(keras.losses.sparse_categorical_crossentropy(labels, probs))
+        return loss, tape.gradient(loss, model.trainable_weights)
+
+    loss, grads = tf.function(step)() if graph else step()
+    return loss.numpy(), [g.numpy() for g in grads]
 
 
 def assert_same_training_step(plain, other, x, labels):
@@ -100,11 +106,94 @@ def test_graph_mode_gradients_and_state_equal():
         np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-5, atol=1e-6, err_msg=a.path)
 
 
-def test_mixed_bfloat16_gradients_equal():
+@pytest.fixture
+def fuse_everywhere(monkeypatch):
+    """Every conv + batch norm + swish of the recomputed blocks gets the sliced backward pass
+    (``fused_backward.conv_batch_norm_swish``), not only the widest ones of large inputs, so
+    the small test models exercise it."""
+    monkeypatch.setattr(blocks, "FUSE_MIN_ELEMENTS", 0)
+
+
+def fused_sites(model):
+    return sum(len(s.fused) for s in model._remat_plan.segments)
+
+
+def float64_gradients(scaling, source, x, labels, frozen=(), **kwargs):
+    """``source``'s loss and gradients computed in float64: the reference against which two
+    float32 computations are judged (they round differently, neither is exact)."""
+    policy = keras.mixed_precision.dtype_policy()
+    keras.mixed_precision.set_dtype_policy("float64")
+    try:
+        reference = effnet_tf.EfficientNet(scaling, **kwargs)
+    finally:
+        keras.mixed_precision.set_dtype_policy(policy)
+    assert reference.get_layer("block2a_expand_conv").compute_dtype == "float64"
+    for name in frozen:
+        reference.get_layer(name).trainable = False
+    for a, b in zip(source.variables, reference.variables):
+        b.assign(np.asarray(a.numpy()).astype(b.dtype))
+    return loss_and_grads(reference, x, labels)
+
+
+def assert_as_accurate(scaling, plain, other, x, labels, graph=False, frozen=(), **kwargs):
+    """``other``'s training step is plain's up to float32 rounding: each gradient is as close
+    to the float64 one as plain's (within 2x, or 1e-5 of its size: a wrong gradient is off
+    by about its size), and the batch norm statistics are plain's. A gradient that is zero in
+    exact arithmetic (a batch norm's beta feeding another batch norm through a convolution)
+    is rounding noise in both: errors are judged from 1e-5 of all gradients' norm up."""
+    loss_64, grads_64 = float64_gradients(scaling, plain, x, labels, frozen, **kwargs)
+    loss_a, grads_a = loss_and_grads(plain, x, labels, graph)
+    loss_b, grads_b = loss_and_grads(other, x, labels, graph)
+    assert loss_b == pytest.approx(loss_a, rel=1e-5 if graph else 1e-6)
+    assert loss_a == pytest.approx(loss_64, rel=1e-2)
+    floor = 1e-5 * np.linalg.norm(np.concatenate([g.ravel() for g in grads_64]))
+    for weight, g64, ga, gb in zip(plain.trainable_weights, grads_64, grads_a, grads_b):
+        size = np.linalg.norm(g64)
+        error_a, error_b = np.linalg.norm(ga - g64), np.linalg.norm(gb - g64)
+        assert error_b <= 2 * max(error_a, floor) + 1e-5 * size, (weight.path, error_a,
+                                                                  error_b, size)
+    for a, b in zip(plain.non_trainable_variables, other.non_trainable_variables):
+        np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-5, atol=1e-6, err_msg=a.path)
+
+
+@pytest.mark.parametrize("batch", [8, 6, 3])  # 4 slices: even, uneven; fewer images
+def test_fused_backward_as_accurate_as_keras(fuse_everywhere, batch):
+    kwargs = dict(classes=4, drop_connect_rate=0.0, dropout=0.0)
+    plain, other = twins(SMALL, "all", **kwargs)
+    assert fused_sites(other) == 2 * 16 - 1  # the expansions and the depthwise convolutions
+    x, labels = pixels(batch, 32), np.arange(batch) % 4
+    assert_as_accurate(SMALL, plain, other, x, labels, **kwargs)
+
+
+def test_fused_backward_in_a_graph(fuse_everywhere):
+    """As ``fit`` runs it: one ``tf.function`` step, batch size unknown to the trace."""
+    kwargs = dict(classes=4, drop_connect_rate=0.0, dropout=0.0)
+    plain, other = twins(SMALL, "all", **kwargs)
+    x, labels = pixels(8, 32), np.arange(8) % 4
+    assert_as_accurate(SMALL, plain, other, x, labels, graph=True, **kwargs)
+
+
+def test_fused_backward_with_frozen_layers(fuse_everywhere):
+    """Frozen batch norms (fine-tuning) use their moving statistics, frozen convolutions have
+    no gradient: Keras' own path there, the fused one elsewhere."""
+    kwargs = dict(classes=4, drop_connect_rate=0.0, dropout=0.0)
+    plain, other = twins(TINY, "all", **kwargs)
+    frozen = ("block2a_expand_bn", "block3a_expand_conv")
+    for model in (plain, other):
+        for name in frozen:
+            model.get_layer(name).trainable = False
+    assert_as_accurate(TINY, plain, other, pixels(4, 32), np.arange(4), frozen=frozen,
+                       **kwargs)
+
+
+def test_mixed_bfloat16_gradients_equal(fuse_everywhere):
+    """In bfloat16 nothing is fused (the sliced pass would round elsewhere): the gradients
+    are automatic differentiation's, to the bit."""
     keras.mixed_precision.set_dtype_policy("mixed_bfloat16")
     try:
         plain, other = twins(SMALL, "all", classes=4)
         assert other.get_layer("block2a_dwconv").compute_dtype == "bfloat16"
+        assert fused_sites(other) == 0
         assert_same_training_step(plain, other, pixels(4, 32), np.arange(4))
     finally:
         keras.mixed_precision.set_dtype_policy("float32")
@@ -116,6 +205,11 @@ def test_which_blocks_are_recomputed():
     model = effnet_tf.EfficientNet("b0", remat=True)
     assert model.remat == "all"
     assert len(model.remat_blocks) == 16
+    # The convolutions whose batch norm and swish get the sliced backward pass: B0's widest
+    # (at 224 px); none at small inputs.
+    fused = [s.layers[i].name for s in model._remat_plan.segments for i in sorted(s.fused)]
+    assert fused == ["block2a_expand_conv"]
+    assert fused_sites(effnet_tf.EfficientNet("b0", input_shape=(64, 64, 3), remat=True)) == 0
     assert not isinstance(effnet_tf.EfficientNet(TINY, remat=False),
                           effnet_tf.modeling.blocks.EfficientNetModel)
 
