@@ -153,6 +153,33 @@ def test_kill_resume_finish_then_extend_with_more_epochs(digits, tmp_path):
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
 
 
+def test_a_remat_run_trains_resumes_and_exports_as_a_plain_model(digits, tmp_path):
+    """``--config.remat=all``, the memory-saving training call, through the trainer: the run
+    records it, resumes with it, and exports the plain inference model."""
+    run = tmp_path / "run"
+    args = [f"--dataset={digits}", "--config.remat=all", "--config.steps_per_epoch=3"]
+    first = train(run, *args, "--epochs=1")
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert done_line(first)["step"] == 3
+    assert json.load(open(run / "config.json"))["config"]["remat"] == "all"
+    resumed = train(run, *args, "--epochs=2")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resuming at step 3" in resumed.stdout and done_line(resumed)["step"] == 6
+
+    exported = run_module("effnet_tf.export", f"--model_dir={run}", "--format=keras",
+                          f"--output={tmp_path / 'remat.keras'}")
+    assert exported.returncode == 0, exported.stderr[-3000:]
+    import keras
+
+    from effnet_tf.modeling.blocks import EfficientNetModel
+
+    model = keras.saving.load_model(tmp_path / "remat.keras")
+    assert not isinstance(model, EfficientNetModel)  # inference needs no remat
+    assert model.get_layer("block2a_expand_conv").name == "block2a_expand_conv"
+    probs = model.predict(np.zeros((2, 32, 32, 3), "float32"), verbose=0)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+
+
 def test_tfrecords_without_metadata_are_counted_and_0_based_labels_have_a_flag(tmp_path):
     shards = str(tmp_path / "shards")
     write_shards(shards, "train", photo_crops(48), num_shards=2, label_offset=0)

@@ -33,13 +33,18 @@ def twins(scaling, remat, **kwargs):
 
 
 def loss_and_grads(model, x, labels, graph=False):
-    def step():
+    """Loss and gradients of one training step; ``graph``: as ``fit`` runs it, one
+    ``tf.function`` whose trace does not know the batch size."""
+    def step(x):
         with tf.GradientTape() as tape:
             probs = model(x, training=True)
             loss = keras.ops.mean(keras.losses.sparse_categorical_crossentropy(labels, probs))
         return loss, tape.gradient(loss, model.trainable_weights)
 
-    loss, grads = tf.function(step)() if graph else step()
+    if graph:
+        step = tf.function(step, input_signature=[
+            tf.TensorSpec((None,) + x.shape[1:], "float32")])
+    loss, grads = step(tf.constant(x))
     return loss.numpy(), [g.numpy() for g in grads]
 
 
@@ -144,14 +149,17 @@ def assert_as_accurate(scaling, plain, other, x, labels, graph=False, frozen=(),
     loss_64, grads_64 = float64_gradients(scaling, plain, x, labels, frozen, **kwargs)
     loss_a, grads_a = loss_and_grads(plain, x, labels, graph)
     loss_b, grads_b = loss_and_grads(other, x, labels, graph)
-    assert loss_b == pytest.approx(loss_a, rel=1e-5 if graph else 1e-6)
+    # In a graph TensorFlow's rewrites (oneDNN fusions) round the two forward passes
+    # differently; a wrong forward pass is off by far more.
+    assert loss_b == pytest.approx(loss_a, rel=1e-4 if graph else 1e-6)
     assert loss_a == pytest.approx(loss_64, rel=1e-2)
     floor = 1e-5 * np.linalg.norm(np.concatenate([g.ravel() for g in grads_64]))
     for weight, g64, ga, gb in zip(plain.trainable_weights, grads_64, grads_a, grads_b):
         size = np.linalg.norm(g64)
         error_a, error_b = np.linalg.norm(ga - g64), np.linalg.norm(gb - g64)
-        assert error_b <= 2 * max(error_a, floor) + 1e-5 * size, (weight.path, error_a,
-                                                                  error_b, size)
+        # (in a graph, 1e-3 of its size: there the rewrites round each model otherwise)
+        slack = (1e-3 if graph else 1e-5) * size
+        assert error_b <= 2 * max(error_a, floor) + slack, (weight.path, error_a, error_b, size)
     for a, b in zip(plain.non_trainable_variables, other.non_trainable_variables):
         np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-5, atol=1e-6, err_msg=a.path)
 
@@ -165,12 +173,13 @@ def test_fused_backward_as_accurate_as_keras(fuse_everywhere, batch):
     assert_as_accurate(SMALL, plain, other, x, labels, **kwargs)
 
 
-def test_fused_backward_in_a_graph(fuse_everywhere):
+@pytest.mark.parametrize("batch", [8, 3])  # sliced, and too few images to slice
+def test_fused_backward_in_a_graph(fuse_everywhere, batch):
     """As ``fit`` runs it: one ``tf.function`` step, batch size unknown to the trace."""
     kwargs = dict(classes=4, drop_connect_rate=0.0, dropout=0.0)
-    plain, other = twins(SMALL, "all", **kwargs)
-    x, labels = pixels(8, 32), np.arange(8) % 4
-    assert_as_accurate(SMALL, plain, other, x, labels, graph=True, **kwargs)
+    plain, other = twins(TINY, "all", **kwargs)
+    x, labels = pixels(batch, 32), np.arange(batch) % 4
+    assert_as_accurate(TINY, plain, other, x, labels, graph=True, **kwargs)
 
 
 def test_fused_backward_with_frozen_layers(fuse_everywhere):
