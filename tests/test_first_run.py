@@ -153,6 +153,28 @@ def test_kill_resume_finish_then_extend_with_more_epochs(digits, tmp_path):
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
 
 
+def test_a_relative_model_dir_resumes_and_evaluates(digits, tmp_path):
+    """``--model_dir runs/digits`` as the README writes it, relative to where the user is:
+    the run resumes from its checkpoint and evaluates (the checkpoint paths were once taken
+    as relative twice, and nothing was found)."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+
+    def command(module, *args):
+        return subprocess.run([sys.executable, "-m", module, *args], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=600)
+
+    args = [*TINY, "--model_dir=runs/digits", f"--dataset={digits}",
+            "--config.steps_per_epoch=2"]
+    first = command("effnet_tf.train", *args, "--epochs=1")
+    assert first.returncode == 0, first.stderr[-3000:]
+    resumed = command("effnet_tf.train", *args, "--epochs=2")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resuming at step 2" in resumed.stdout and done_line(resumed)["step"] == 4
+    evaluated = command("effnet_tf.evaluate", "--model_dir=runs/digits")
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    assert "step 4" in evaluated.stdout and "unreadable" not in evaluated.stderr
+
+
 def test_a_remat_run_trains_resumes_and_exports_as_a_plain_model(digits, tmp_path):
     """``--config.remat=all``, the memory-saving training call, through the trainer: the run
     records it, resumes with it, and exports the plain inference model."""

@@ -97,8 +97,9 @@ class RunDir:
         except (tf.errors.OpError, ValueError):  # the state file itself is damaged
             state = None
         if state is not None and state.all_model_checkpoint_paths:
-            return [p if os.path.isabs(p) or "://" in p else os.path.join(folder, p)
-                    for p in state.all_model_checkpoint_paths]
+            # TensorFlow has already put ``folder`` in front of the relative ones (the file
+            # holds "ckpt-20"), also when ``folder`` is itself relative.
+            return list(state.all_model_checkpoint_paths)
         indexes = tf.io.gfile.glob(os.path.join(folder, "ckpt-*.index"))
         return sorted((p[:-len(".index")] for p in indexes),
                       key=lambda p: int(p.rsplit("-", 1)[1]))

@@ -117,6 +117,24 @@ def test_a_corrupt_latest_checkpoint_falls_back_to_the_one_before(tmp_path):
     assert checkpoint_steps(run)[-1] == 8
 
 
+def test_a_run_whose_every_checkpoint_is_unreadable_is_refused_not_started_over(tmp_path):
+    """Starting over would write new checkpoints and rotate the old ones away: the user is
+    told instead, and the files stay as they were."""
+    run = tmp_path / "run"
+    args = ["--epochs=1", "--config.steps_per_epoch=2", "--config.checkpoint_every_steps=2"]
+    assert train(run, *args).returncode == 0
+    data = run / "checkpoints" / "ckpt-2.data-00000-of-00001"
+    data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])  # truncated
+    before = sorted(os.listdir(run / "checkpoints"))
+
+    again = train(run, "--epochs=2", *args[1:])
+    assert again.returncode != 0
+    assert "none of its 1 checkpoints reads back" in again.stderr
+    assert "ckpt-2" in again.stderr.strip().splitlines()[-1]
+    assert "Traceback" not in again.stderr
+    assert sorted(os.listdir(run / "checkpoints")) == before
+
+
 @pytest.mark.slow
 def test_a_full_disk_names_the_path_keeps_the_last_checkpoint_and_no_temp_files(tmp_path):
     disk = tmp_path / "disk"
