@@ -194,10 +194,10 @@ REMAT_CHOICES = (False, "all", "high_res")
 HIGH_RES_STAGES = (1, 2, 3)
 _BLOCK_NAME = re.compile(r"^block(\d+)[a-z]+_")
 # Fused only from this many convolution outputs per image (112 x 112 x 96, block2a's expansion
-# on B0 at 224 px; on larger models and inputs the few triples as wide). Fusing every triple of
-# 112 x 112 x 24 and more (7 on B0) took the step to 1.5x keras.applications' time for 0.04 of
-# its memory more, and each fused triple adds graph (slices of ops) that the process holds:
-# ``benchmarks/train_memory.py``.
+# on B0 at 224 px; on larger models and inputs the few triples as wide). Fusing more gave no
+# lower process memory (the 4 triples of 56 x 56 x 144 and up: the same; the 7 of 112 x 112 x 24
+# and up: the same, at 1.5x keras.applications' step time): each fused triple adds graph (slices
+# of ops) and pool fragmentation that the process holds (``benchmarks/train_memory.py``).
 FUSE_MIN_ELEMENTS = 112 * 112 * 96
 
 
