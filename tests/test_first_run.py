@@ -158,11 +158,8 @@ def test_a_remat_run_in_a_relative_model_dir_resumes_evaluates_and_exports(digit
     ``--config.remat=all``, the memory-saving training call: the run records remat, resumes
     from its checkpoint (the checkpoint paths were once taken as relative twice: nothing was
     found and training started over), evaluates, and exports the plain inference model."""
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-
     def command(module, *args):
-        return subprocess.run([sys.executable, "-m", module, *args], cwd=tmp_path, env=env,
-                              capture_output=True, text=True, timeout=600)
+        return run_module(module, *args, cwd=tmp_path)
 
     args = [*TINY, "--model_dir=runs/digits", f"--dataset={digits}", "--config.remat=all",
             "--config.steps_per_epoch=2"]

@@ -26,10 +26,11 @@ def tiny_config(**overrides):
     return c
 
 
-def run_module(module, *args, env=None, timeout=600):
-    """Runs ``python -m module args`` in a fresh process (fresh TF runtime) from the repo."""
+def run_module(module, *args, env=None, timeout=600, cwd=REPO):
+    """Runs ``python -m module args`` in a fresh process (fresh TF runtime), from the repo
+    unless ``cwd`` says where the user is."""
     full_env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", **(env or {}))
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, env=full_env,
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=full_env,
                           capture_output=True, text=True, timeout=timeout)
 
 

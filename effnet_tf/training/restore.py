@@ -38,8 +38,6 @@ def load_trained(model_dir: str, use_ema: bool = True) -> TrainedModel:
     if ema is not None:
         items["ema"] = ema
     latest = run_dir.restore_latest(tf.train.Checkpoint(**items), partial=True)
-    if latest is None:
-        raise ValueError(f"model_dir {model_dir!r} has no readable checkpoint")
     averaged = bool(ema is not None and use_ema)
     if averaged:
         ema.swap()

@@ -107,9 +107,11 @@ class RunDir:
     def restore_latest(self, checkpoint, strategy=None, *, partial: bool = False) -> str | None:
         """Restores the newest checkpoint that reads back whole and returns its path (None:
         there is none). A newer one that is corrupt or truncated is passed over with a
-        warning. A checkpoint of another structure (another optimizer) is an error, not
+        warning; if none reads back, that is an error (a trainer starting over would rotate
+        them away). A checkpoint of another structure (another optimizer) is an error, not
         corruption: it is raised, never silently replaced by an older one."""
-        for path in reversed(self.checkpoint_paths(strategy)):
+        paths = self.checkpoint_paths(strategy)
+        for path in reversed(paths):
             try:
                 status = checkpoint.restore(path)
             except (tf.errors.OpError, IndexError) as e:  # unreadable: truncated, corrupt
@@ -123,6 +125,10 @@ class RunDir:
             else:
                 status.assert_existing_objects_matched()
             return path
+        if paths:
+            raise ValueError(f"model_dir {self.path!r}: none of its {len(paths)} checkpoints "
+                             f"reads back (newest {paths[-1]!r}); move them away to start the "
+                             "run over")
         return None
 
     # ---- writing safely -------------------------------------------------------------------

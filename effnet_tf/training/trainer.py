@@ -168,11 +168,6 @@ class Trainer:
     def restore(self) -> int:
         """Resumes from the newest intact checkpoint, if any; the step reached."""
         path = self.run_dir.restore_latest(self.checkpoint, self.strategy)
-        existing = self.run_dir.checkpoint_paths(self.strategy)
-        if path is None and existing:  # starting over would rotate them away
-            raise ValueError(f"model_dir {self.run_dir.path!r}: none of its {len(existing)} "
-                             f"checkpoints reads back (newest {existing[-1]!r}); move them "
-                             "away to start the run over")
         if path:
             logging.info("Resumed from %s at step %d", path, self.step)
         self.saved_step = self.step if path else None
