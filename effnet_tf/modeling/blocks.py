@@ -184,21 +184,26 @@ def classifier(x, classes: int, activation, dropout_rate: float):
 # arrives (a data dependency, so graph mode and XLA do not hoist it); it replays ``f`` as is,
 # state updates and random draws included (TensorFlow ``ops/custom_gradient.py``), hence the
 # StatelessScope below. TensorFlow only: on JAX the state updates inside the call would not trace.
-# Inside the recomputed blocks the widest conv + batch norm + swish triples have a backward pass
-# that keeps only the convolution's input and runs a batch slice at a time
-# (``fused_backward.conv_batch_norm_swish``): B0's peak was there, at block2a's expansion.
+# Inside the recomputed blocks, and in the stem (which is not recomputed), the widest conv +
+# batch norm + swish triples have a backward pass that keeps only the convolution's input and
+# runs a batch slice at a time (``fused_backward.conv_batch_norm_swish``): B0's peak was there.
 
 REMAT_CHOICES = (False, "all", "high_res")
 # "high_res": the stages before the first stride-16 stage (strides 2, 4, 8; B0 stages 1-3),
 # where the large activations are: ``benchmarks/train_memory.py``.
 HIGH_RES_STAGES = (1, 2, 3)
 _BLOCK_NAME = re.compile(r"^block(\d+)[a-z]+_")
-# Fused only from this many convolution outputs per image (112 x 112 x 96, block2a's expansion
-# on B0 at 224 px; on larger models and inputs the few triples as wide). Fusing more gave no
-# lower process memory (the 4 triples of 56 x 56 x 144 and up: the same; the 7 of 112 x 112 x 24
-# and up: the same, at 1.5x keras.applications' step time): each fused triple adds graph (slices
-# of ops) and pool fragmentation that the process holds (``benchmarks/train_memory.py``).
-FUSE_MIN_ELEMENTS = 112 * 112 * 96
+_STEM = "stem_"
+# Fused from this many convolution outputs per image: the stem and the expansions (1 x 1) from
+# 112 x 112 x 32 (on B0 at 224 px: the stem, block2a's expansion at 112 x 112 x 96, and the 56 x
+# 56 x 144 expansions of block2b and block3a); depthwise convolutions from 112 x 112 x 96 (none
+# on B0 at 224 px; their recomputation costs more). Measured (``benchmarks/train_memory.py``,
+# B0 float32, batch 32): with only block2a's expansion fused, 0.55-0.56 of keras.applications'
+# process memory; with these, 0.50; with every triple of 112 x 112 x 24 and up, the same
+# memory at 1.5x keras.applications' step time (each fused triple adds graph and slower
+# element-wise steps).
+FUSE_MIN_ELEMENTS = 112 * 112 * 32
+FUSE_MIN_DEPTHWISE_ELEMENTS = 112 * 112 * 96
 
 
 def check_remat(remat):
@@ -226,7 +231,8 @@ class _Segment(NamedTuple):
     single layer run as usual (``block`` None). ``inputs``: the layers' input structures;
     ``source``, ``output``: the segment's one input and one output (symbolic tensors);
     ``fused``: positions of the convolutions that run with the next two layers (batch norm,
-    swish) as one ``fused_backward.conv_batch_norm_swish``."""
+    swish) as one ``fused_backward.conv_batch_norm_swish``; ``recompute``: False for the stem,
+    whose fused triple is its only change."""
 
     block: str | None
     layers: list
@@ -234,6 +240,7 @@ class _Segment(NamedTuple):
     source: object
     output: object
     fused: frozenset = frozenset()
+    recompute: bool = True
 
 
 class _Plan:
@@ -270,7 +277,7 @@ class EfficientNetModel(keras.Model):
     @property
     def remat_blocks(self) -> list[str]:
         """The blocks recomputed in the backward pass (``["block1a_", "block2a_", ...]``)."""
-        return [s.block for s in self._remat_plan.segments if s.block]
+        return [s.block for s in self._remat_plan.segments if s.block and s.recompute]
 
     def _segments(self) -> list[_Segment]:
         stages = None if self.remat == "all" else HIGH_RES_STAGES
@@ -281,13 +288,16 @@ class EfficientNetModel(keras.Model):
             match = _BLOCK_NAME.match(layer.name)
             block = match and (stages is None or int(match.group(1)) in stages) and match.group(0)
             block = block or None
+            if layer.name.startswith(_STEM):
+                block = _STEM
             if block and segments and segments[-1].block == block:
                 segments[-1].layers.append(layer)
                 segments[-1].inputs.append(layer.input)
             else:
                 if block and any(s.block == block for s in segments):
                     raise ValueError(f"the layers of block {block!r} are not consecutive")
-                segments.append(_Segment(block, [layer], [layer.input], None, None))
+                segments.append(_Segment(block, [layer], [layer.input], None, None,
+                                         recompute=block != _STEM))
         return [_with_ends(s) if s.block else s for s in segments]
 
     def call(self, inputs, training=None, mask=None, **kwargs):
@@ -297,6 +307,8 @@ class EfficientNetModel(keras.Model):
         for segment in self._remat_plan.segments:
             if segment.block is None:
                 _run(segment, values, training)
+            elif not segment.recompute:
+                _run(segment, values, training, fuse=True)
             else:
                 values[id(segment.output)] = _remat_run(segment, values[id(segment.source)],
                                                         training)
@@ -320,7 +332,8 @@ def _with_ends(segment: _Segment) -> _Segment:
 def _fusable(segment: _Segment) -> frozenset:
     """Positions ``i`` where ``layers[i:i + 3]`` is a float32 convolution without bias or
     activation, a per-replica BatchNormalization and a swish ``Activation``, each read only by
-    the next, with at least ``FUSE_MIN_ELEMENTS`` convolution outputs per image."""
+    the next, with at least ``FUSE_MIN_ELEMENTS`` convolution outputs per image
+    (``FUSE_MIN_DEPTHWISE_ELEMENTS`` for a depthwise one)."""
     readers = {}
     for layer, struct in zip(segment.layers, segment.inputs):
         for t in keras.tree.flatten(struct):
@@ -339,7 +352,9 @@ def _fusable(segment: _Segment) -> frozenset:
                 and readers.get(id(conv.output)) == [bn] and readers.get(id(bn.output)) == [act]
                 and segment.output is not conv.output and segment.output is not bn.output
                 and None not in conv.output.shape[1:]
-                and math.prod(conv.output.shape[1:]) >= FUSE_MIN_ELEMENTS):
+                and math.prod(conv.output.shape[1:]) >= (
+                    FUSE_MIN_DEPTHWISE_ELEMENTS if isinstance(conv, layers.DepthwiseConv2D)
+                    else FUSE_MIN_ELEMENTS)):
             fused.add(i)
     return frozenset(fused)
 

@@ -1,13 +1,14 @@
 """Convolution + batch norm + swish with a backward pass that keeps only the convolution's
 input and works on a slice of the batch at a time (TensorFlow only, as ``remat`` is).
 
-Where it is used: inside a recomputed block (``remat``), for the widest conv + batch norm +
-swish triples (``blocks.FUSE_MIN_ELEMENTS``; on B0 at 224 px block2a's expansion, 32 x 112 x
-112 x 96 at batch 32, 147 MB a tensor). There, automatic differentiation holds five tensors of
-that size at once when it reaches swish's gradient (the convolution's output, the batch norm's
-output, the incoming gradient, the sigmoid and one more temporary: TensorFlow's allocator
-trace, ``benchmarks/train_memory.py``), which is B0's peak training memory with ``remat``.
-"""
+Where it is used: with ``remat``, for the widest conv + batch norm + swish triples
+(``blocks.FUSE_MIN_ELEMENTS``; on B0 at 224 px the stem and the expansions of block2a, 2b and
+3a; block2a's is 32 x 112 x 112 x 96 at batch 32, 147 MB a tensor). There, automatic
+differentiation holds five tensors of that size at once when it reaches swish's gradient (the
+convolution's output, the batch norm's output, the incoming gradient, the sigmoid and one more
+temporary: TensorFlow's allocator trace, ``benchmarks/train_memory.py``), which was B0's peak
+training memory with ``remat``; in the stem, which is not recomputed, the first two are held
+through the whole backward pass."""
 
 from __future__ import annotations
 
@@ -54,32 +55,43 @@ def conv_batch_norm_swish(conv, bn, activation, x, chunks: int = CHUNKS):
             count = tf.cast(tf.size(dy) // tf.shape(dy)[axis], dy.dtype)
             kernel = conv.trainable_variables[0]
 
+            def slice_dz(x_i, dy_i):
+                """The convolution of a slice, and the gradient at the batch norm's output."""
+                e = conv(x_i)
+                z = e * inv + shift
+                s = tf.sigmoid(z)
+                return e, dy_i * (s * (1.0 + z * (1.0 - s)))
+
             def sliced(n):
                 # n slices (TensorFlow's oneDNN convolution mishandles an empty batch, so none
-                # may be empty: n <= batch).
+                # may be empty: n <= batch). Two passes, each a slice at a time (the identities
+                # wait for the previous slice): the first sums the batch norm's gradients, the
+                # second recomputes each slice's (cheaper than holding them: a whole tensor).
                 batch = tf.shape(x)[0]
                 sizes = tf.stack([batch // n + tf.cast(i < batch % n, batch.dtype)
                                   for i in range(n)])
                 xs, dys = tf.split(x, sizes, num=n), tf.split(dy, sizes, num=n)
-                dzs, dbeta, dgamma, previous = [], 0.0, 0.0, []
+                # The first slice also waits for the incoming gradient (a data dependency, as
+                # ``tf.recompute_grad`` uses): else TensorFlow runs it as soon as x is there,
+                # during the recomputed forward pass, and holds it through the block's backward.
+                first = dys[0][(0,) * rank]
+                dbeta, dgamma, previous = 0.0, 0.0, []
                 for x_i, dy_i in zip(xs, dys):
-                    with tf.control_dependencies(previous):  # identity: a slice at a time
+                    with tf.control_dependencies(previous):
                         x_i, dy_i = tf.identity(x_i), tf.identity(dy_i)
-                    e = conv(x_i)
-                    z = e * inv + shift
-                    s = tf.sigmoid(z)
-                    dz = dy_i * (s * (1.0 + z * (1.0 - s)))
+                    if not previous:
+                        x_i = x_i + 0.0 * first
+                    e, dz = slice_dz(x_i, dy_i)
                     dbeta += tf.reduce_sum(dz, axes)
                     dgamma += tf.reduce_sum(dz * ((e - mean) * rstd), axes)
-                    dzs.append(dz)
                     previous = [dbeta, dgamma]
                 dxs, dkernel = [], 0.0
-                for x_i, dz in zip(xs, dzs):
+                for x_i, dy_i in zip(xs, dys):
                     with tf.control_dependencies(previous):
-                        x_i, dz = tf.identity(x_i), tf.identity(dz)
+                        x_i, dy_i = tf.identity(x_i), tf.identity(dy_i)
                     with tf.GradientTape() as tape:
                         tape.watch(x_i)
-                        e = conv(x_i)
+                        e, dz = slice_dz(x_i, dy_i)
                     xhat = (e - mean) * rstd
                     de = (inv / count) * (count * dz - dbeta - xhat * dgamma)
                     dx_i, dk = tape.gradient(e, [x_i, kernel], output_gradients=de)

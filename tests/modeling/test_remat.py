@@ -113,10 +113,11 @@ def test_graph_mode_gradients_and_state_equal():
 
 @pytest.fixture
 def fuse_everywhere(monkeypatch):
-    """Every conv + batch norm + swish of the recomputed blocks gets the sliced backward pass
-    (``fused_backward.conv_batch_norm_swish``), not only the widest ones of large inputs, so
-    the small test models exercise it."""
+    """Every conv + batch norm + swish of the recomputed blocks and the stem gets the sliced
+    backward pass (``fused_backward.conv_batch_norm_swish``), not only the widest ones of large
+    inputs, so the small test models exercise it."""
     monkeypatch.setattr(blocks, "FUSE_MIN_ELEMENTS", 0)
+    monkeypatch.setattr(blocks, "FUSE_MIN_DEPTHWISE_ELEMENTS", 0)
 
 
 def fused_sites(model):
@@ -168,7 +169,8 @@ def assert_as_accurate(scaling, plain, other, x, labels, graph=False, frozen=(),
 def test_fused_backward_as_accurate_as_keras(fuse_everywhere, batch):
     kwargs = dict(classes=4, drop_connect_rate=0.0, dropout=0.0)
     plain, other = twins(SMALL, "all", **kwargs)
-    assert fused_sites(other) == 2 * 16 - 1  # the expansions and the depthwise convolutions
+    # the stem, the expansions and the depthwise convolutions
+    assert fused_sites(other) == 1 + 2 * 16 - 1
     x, labels = pixels(batch, 32), np.arange(batch) % 4
     assert_as_accurate(SMALL, plain, other, x, labels, **kwargs)
 
@@ -215,9 +217,10 @@ def test_which_blocks_are_recomputed():
     assert model.remat == "all"
     assert len(model.remat_blocks) == 16
     # The convolutions whose batch norm and swish get the sliced backward pass: B0's widest
-    # (at 224 px); none at small inputs.
+    # (at 224 px); none at small inputs. The stem's is the only change there: not recomputed.
     fused = [s.layers[i].name for s in model._remat_plan.segments for i in sorted(s.fused)]
-    assert fused == ["block2a_expand_conv"]
+    assert fused == ["stem_conv", "block2a_expand_conv", "block2b_expand_conv",
+                     "block3a_expand_conv"]
     assert fused_sites(effnet_tf.EfficientNet("b0", input_shape=(64, 64, 3), remat=True)) == 0
     assert not isinstance(effnet_tf.EfficientNet(TINY, remat=False),
                           effnet_tf.modeling.blocks.EfficientNetModel)
