@@ -175,13 +175,13 @@ def test_a_remat_run_in_a_relative_model_dir_resumes_evaluates_and_exports(digit
     assert "step 4" in evaluated.stdout and "unreadable" not in evaluated.stderr
 
     exported = command("effnet_tf.export", "--model_dir=runs/digits", "--format=keras",
-                       "--output=remat.keras")
+                       "--output=exported/remat.keras")  # a folder not there yet
     assert exported.returncode == 0, exported.stderr[-3000:]
     import keras
 
     from effnet_tf.modeling.blocks import EfficientNetModel
 
-    model = keras.saving.load_model(tmp_path / "remat.keras")
+    model = keras.saving.load_model(tmp_path / "exported" / "remat.keras")
     assert not isinstance(model, EfficientNetModel)  # inference needs no remat
     probs = model.predict(np.zeros((2, 32, 32, 3), "float32"), verbose=0)
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)

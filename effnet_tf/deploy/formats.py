@@ -31,6 +31,8 @@ def export_run(model_dir: str, fmt: str, output: str, calibration_batches: int =
     check_format(fmt, output, calibration_batches)
     from effnet_tf.training.restore import load_trained
 
+    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)  # as `model.save` won't
+
     trained = load_trained(model_dir)
     model = with_softmax(trained.model)
     if fmt == "keras":
@@ -50,7 +52,6 @@ def export_run(model_dir: str, fmt: str, output: str, calibration_batches: int =
                 lambda x, y: x).take(calibration_batches)
         blob = tflite.convert(model, quantization=quantization,
                               representative_data=representative)
-        os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
         with open(output, "wb") as f:
             f.write(blob)
     return output
