@@ -199,7 +199,7 @@ _STEM = "stem_"
 # 56 x 144 expansions of block2b and block3a); depthwise convolutions from 112 x 112 x 96 (none
 # on B0 at 224 px; their recomputation costs more). Measured (``benchmarks/train_memory.py``,
 # B0 float32, batch 32): with only block2a's expansion fused, 0.55-0.56 of keras.applications'
-# process memory; with these, 0.50; with every triple of 112 x 112 x 24 and up, the same
+# process memory; with these, 0.48-0.50; with every triple of 112 x 112 x 24 and up, the same
 # memory at 1.5x keras.applications' step time (each fused triple adds graph and slower
 # element-wise steps).
 FUSE_MIN_ELEMENTS = 112 * 112 * 32
