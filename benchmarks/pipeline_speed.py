@@ -98,10 +98,14 @@ def naive_pipeline(folder, image_size, parallel):
     return ds.prefetch(AUTOTUNE) if parallel else ds
 
 
-def ours(folder, image_size, augment=None, fast_decode=False, **options):
+def ours(folder, image_size, augment=None, fast_decode=False, resize_method="bicubic",
+         data_service=None, dtype="float32"):
     return pipelines.build(
         folder, "train", image_size=image_size, batch_size=BATCH_SIZE, training=True,
-        augment=augment, fast_decode=fast_decode, **options,
+        augment=augment,
+        preprocess=pipelines.Preprocess(fast_decode=fast_decode, resize_method=resize_method),
+        batching=pipelines.Batching(dtype=dtype),
+        service=pipelines.Service(data_service) if data_service else None,
     )
 
 

@@ -257,7 +257,9 @@ def define_flags() -> None:
                       "ends with the same weights as an uninterrupted one.")
     flags.DEFINE_integer("epochs", None, "Training epochs.")
     flags.DEFINE_integer("batch_size", None, "Global batch size.")
-    flags.DEFINE_string("pretrained", None, "Weights file (keras.applications .h5) to start from.")
+    flags.DEFINE_string("pretrained", None, "Weights to start from: a set name (imagenet, "
+                        "noisy-student, ...: `python -m effnet_tf.weights list`), an .h5 file or "
+                        "an official checkpoint.")
 
 
 def resolved_config():

@@ -15,8 +15,8 @@
 Measured numbers (``--measure``, latency budgets, ``latency``) are for THIS machine: run the
 command on the target (a phone-class board with TensorFlow, or ``latency`` with only the
 TFLite runtime: ``ai_edge_litert`` or ``tflite_runtime``). They are medians of timed runs;
-on a machine busy with other jobs ``--statistic=min`` is steadier. ``--format`` picks
-markdown, csv or json (as ``effnet_tf.summary``). Search and tune data: any
+on a machine busy with other jobs ``--statistic=min`` is steadier. ``--table_format``
+picks markdown, csv or json (as ``effnet_tf.summary``). Search and tune data: any
 ``pipelines.build`` source (``--validation_fraction`` for an image folder without a
 validation folder), or ``--data=synthetic`` for a dry run.
 
@@ -48,7 +48,8 @@ def define_flags():
     # Scalings (table, fit), as effnet_tf.summary's.
     flags.DEFINE_list("variants", list(PUBLISHED), "Published variants to list (table).")
     flags.DEFINE_multi_float("phi", [], "Formula rows at these phi (table).")
-    flags.DEFINE_enum("format", "markdown", list(tables.FORMATS), "Output format.")
+    flags.DEFINE_enum("table_format", "markdown", list(tables.FORMATS),
+                      "How tables are printed (and written to --output).")
     flags.DEFINE_string("phi_range", None, "start,stop,step: formula rows from start to stop "
                         "inclusive, e.g. -1,8,0.5 (table).")
     flags.DEFINE_float("alpha", ALPHA, "Depth coefficient of the formula (table, fit).")
@@ -97,8 +98,8 @@ def define_flags():
     flags.DEFINE_string("variant", "b0", "tune: the model, as --baseline.")
     flags.DEFINE_float("target", 2.0, "search: alpha * beta**2 * gamma**2 target.")
     flags.DEFINE_float("tolerance", 0.05, "search: relative tolerance of the target (grid).")
-    flags.DEFINE_string("strategy", None, "search: grid (default) or bayesian; tune: random "
-                        "(default) or bayesian.")
+    flags.DEFINE_string("search_strategy", None, "search: grid (default) or bayesian; tune: "
+                        "random (default) or bayesian.")
     flags.DEFINE_float("grid_step", 0.05, "search: grid spacing of alpha, beta, gamma.")
     flags.DEFINE_integer("max_trials", None, "search/tune: trials in all (default 20 / 10).")
     flags.DEFINE_integer("epochs", 2, "search/tune: epochs per candidate.")
@@ -132,7 +133,7 @@ def run_table() -> str:
     if not items:
         raise ValueError("nothing to list: give --variants, --phi or --phi_range")
     return tables.table_report(
-        items, fmt=FLAGS.format, export_tflite=FLAGS.export_tflite, plot=FLAGS.plot,
+        items, fmt=FLAGS.table_format, export_tflite=FLAGS.export_tflite, plot=FLAGS.plot,
         alpha=FLAGS.alpha, beta=FLAGS.beta, gamma=FLAGS.gamma, quantization=FLAGS.quantization,
         measure=FLAGS.measure, runtimes=FLAGS.runtime, batch_size=FLAGS.batch_size,
         train=FLAGS.train, num_threads=FLAGS.threads, clear_session=True, **_statistic(),
@@ -157,7 +158,7 @@ def run_fit() -> str:
     budget = budget_lib.Budget(FLAGS.max_flops, FLAGS.max_params, max_latency)
     result = budget_lib.fit(budget, alpha=FLAGS.alpha, beta=FLAGS.beta, gamma=FLAGS.gamma,
                             classes=FLAGS.classes, latency_fn=probe)
-    return tables.fit_report(result, FLAGS.format, probe=probe)
+    return tables.fit_report(result, FLAGS.table_format, probe=probe)
 
 
 def _data_settings() -> dict:
@@ -186,7 +187,7 @@ def _data_settings() -> dict:
 
 def _report(result) -> str:
     prefix = FLAGS.output or os.path.join(FLAGS.project_dir, f"{result.kind}_trials")
-    return tables.search_report(result, result.write(prefix), FLAGS.format)
+    return tables.search_report(result, result.write(prefix), FLAGS.table_format)
 
 
 def run_search() -> str:
@@ -195,7 +196,7 @@ def run_search() -> str:
     settings = _data_settings()
     return _report(search.search(
         baseline=coefficients.parse_baseline(FLAGS.baseline), target=FLAGS.target,
-        tolerance=FLAGS.tolerance, strategy=FLAGS.strategy or "grid",
+        tolerance=FLAGS.tolerance, strategy=FLAGS.search_strategy or "grid",
         grid_step=FLAGS.grid_step, max_trials=FLAGS.max_trials or 20,
         optimizer=FLAGS.optimizer or "adam", learning_rate=FLAGS.learning_rate, **settings))
 
@@ -213,7 +214,7 @@ def run_tune() -> str:
         scaling=scaling, learning_rate=_range(FLAGS.lr_range, float),
         dropout=_range(FLAGS.dropout_range, float),
         augment_magnitude=_range(FLAGS.magnitude_range, int),
-        strategy=FLAGS.strategy or "random", max_trials=FLAGS.max_trials or 10,
+        strategy=FLAGS.search_strategy or "random", max_trials=FLAGS.max_trials or 10,
         optimizer=FLAGS.optimizer or "rmsprop", train_flags=coefficients.train_flags(scaling),
         batch_size=FLAGS.batch_size, **settings))
 
@@ -223,7 +224,7 @@ def run_latency(paths) -> str:
         raise ValueError("latency needs model files: python -m effnet_tf.scale latency a.tflite")
     return tables.format_table(
         tables.model_file_rows(paths, batch_sizes=sorted({1, FLAGS.batch_size}),
-                               num_threads=FLAGS.threads, **_timing()), FLAGS.format)
+                               num_threads=FLAGS.threads, **_timing()), FLAGS.table_format)
 
 
 def main(argv):

@@ -2,7 +2,7 @@
 
     python -m effnet_tf.summary                      # b0..b7
     python -m effnet_tf.summary --phi=-1 --phi=2.5   # the compound formula at any phi
-    python -m effnet_tf.summary --variants=b0,b8,l2 --format=csv
+    python -m effnet_tf.summary --variants=b0,b8,l2 --table_format=csv
 
 The rows and their formatting are ``effnet_tf.sizing.tables`` (``summary_row``,
 ``format_table``), shared with ``python -m effnet_tf.scale table``.
@@ -26,13 +26,13 @@ def main(argv):
         effnet_flags.fail(str(e))
     if not rows:
         effnet_flags.fail("nothing to list: give --variants (e.g. --variants=b0,b1) or --phi")
-    print(format_table(rows, flags.FLAGS.format))
+    print(format_table(rows, flags.FLAGS.table_format))
 
 
 def define_flags():
     flags.DEFINE_list("variants", list(PUBLISHED), "Published variants to list.")
     flags.DEFINE_multi_float("phi", [], "Compound coefficients to list (formula path).")
-    flags.DEFINE_enum("format", "markdown", list(FORMATS), "Output format.")
+    flags.DEFINE_enum("table_format", "markdown", list(FORMATS), "How the table is printed.")
 
 
 if __name__ == "__main__":

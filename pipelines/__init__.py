@@ -7,15 +7,10 @@ The one entry point::
     val = pipelines.build("tfds:imagenet2012", "validation", variant="b4", batch_size=64,
                           data_dir="~/tensorflow_datasets")
 
-    build(source, split="train", *, image_size=None | variant=None, batch_size,
-          training=None, augment=None, randaugment_layers=2, randaugment_magnitude=10.0,
-          mixup_alpha=0.0, cutmix_alpha=0.0, mix_per_image=False, num_classes=None,
-          one_hot=False, crop_area_range=(0.08, 1.0), crop_aspect_range=(3/4, 4/3),
-          flip=True, crop_fraction=None, resize_method="bicubic", fast_decode=False,
-          input_context=None, cache=False, seed=None, drop_remainder=None,
-          pad_remainder=False, repeat=None, shuffle_buffer=1024, dtype="float32",
-          skip_counter=None, data_service=None, data_service_mode=None,
-          data_service_job_name=None, **source_options)
+    build(source, split="train", *, batch_size, image_size=None | variant=None,
+          training=None, preprocess=Preprocess(), augment=None, mix=Mix(),
+          batching=Batching(), service=None, num_classes=None, input_context=None,
+          seed=None, skip_counter=None, **source_options)
         -> tf.data.Dataset of (images, labels)
 
 * ``source``: a ``Source`` or a string: ``"tfds:<name>"`` (an image stored as raw pixels
@@ -27,49 +22,50 @@ The one entry point::
 * ``image_size`` or ``variant`` (exactly one): ``variant`` is a name (``"b4"`` -> 380), a
   ``effnet_tf.Scaling`` or a phi number.
 * ``training`` defaults to ``split.startswith("train")``. Training: random-sized crop decoded
-  alone, bicubic resize, random flip, optional ``augment="randaugment" | "autoaugment"``
-  (policy v0) and mixup/cutmix. Eval: center crop ``int(size / (size + 32) * min(h, w))``
-  (or ``crop_fraction`` of the short side), bicubic resize; order of the source preserved.
-  The knobs, official values by default (small low-resolution images want others: B0 from
-  scratch on 32 px digits stays at chance with the ImageNet crops and learns with a plain
-  resize): ``crop_area_range`` (fraction of the image, ``0 < lo <= hi <= 1``; ``(1.0, 1.0)``
-  is the whole image, never cropped) and ``crop_aspect_range`` (width / height,
-  ``0 < lo <= hi``) of the training crop; ``flip`` (random horizontal flip; off for digits
-  and text); ``crop_fraction`` of the eval crop (None: the official rule; a number in (0, 1]:
-  that share of the short side; ``"none"``: no crop, the whole image resized to
-  size x size, aspect not kept); ``resize_method`` ``"bicubic"`` (official) or
-  ``"bilinear"`` (NVIDIA's EfficientNet input; cheaper), in training and eval.
-  ``fast_decode=True``: JPEG crops of 2x, 4x or 8x the image size or more are decoded at
-  1/2, 1/4 or 1/8 scale (libjpeg), several times faster on large photos; not the official
-  full-scale decode, so off by default.
+  alone, bicubic resize, random flip, optional augmentation and mixup/cutmix. Eval: center
+  crop ``int(size / (size + 32) * min(h, w))``, bicubic resize; order of the source kept.
+* The options come in small frozen groups (``pipelines.options``), official values by
+  default:
+  - ``preprocess=Preprocess(crop_area_range=(0.08, 1.0), crop_aspect_range=(3/4, 4/3),
+    flip=True, eval_crop_fraction=None, resize_method="bicubic", fast_decode=False)``:
+    small low-resolution images want others (B0 from scratch on 32 px digits stays at
+    chance with the ImageNet crops and learns with a plain resize): ``crop_area_range``
+    ``(1.0, 1.0)`` is the whole image, never cropped; ``eval_crop_fraction`` a number in
+    (0, 1] is that share of the short side, ``"none"`` the whole image resized to
+    size x size (aspect not kept); ``"bilinear"`` is NVIDIA's EfficientNet input (cheaper);
+    ``fast_decode=True`` decodes JPEG crops of 2x, 4x or 8x the size at 1/2, 1/4 or 1/8
+    scale (libjpeg), several times faster on large photos, not the official decode.
+    ``Preprocess.for_eval(size)`` is the ``EvalPreprocess`` a trained model's inputs are
+    prepared with (its evaluation, ``predict``, the SavedModel's encoded-image signature).
+  - ``augment``: ``"randaugment"``, ``"autoaugment"`` (policy v0), a callable
+    ``fn(uint8 image, seed)``, or ``Augment(policy, layers=2, magnitude=10)``.
+  - ``mix=Mix(mixup_alpha=0, cutmix_alpha=0, per_image=False)``: one ratio per batch, or
+    per image (and one CutMix box per image) like timm's ``mode="elem"``.
+  - ``batching=Batching(drop_remainder=None, pad_remainder=False, repeat=None,
+    shuffle_buffer=1024, cache=False, dtype="float32", one_hot=False)``: ``repeat`` and
+    ``drop_remainder`` default to ``training`` (a training pipeline is endless: use
+    ``fit(steps_per_epoch=...)``). ``pad_remainder=True`` (evaluation on TPU): the last
+    batch is filled up with blank examples and the dataset yields ``(images, labels,
+    weights)``, weight 0 for the blanks, so every batch is full and none is dropped.
+    ``cache``: True (memory) or a file path for the encoded records. ``dtype``
+    ``"float32"``, ``"bfloat16"`` or ``"uint8"`` (fewer host-to-device bytes).
+  - ``service=Service("grpc://host:port", mode=None, job_name=None)`` (training only): the
+    whole pipeline runs on tf.data service workers (``python -m pipelines.service``);
+    ``mode`` ``"distributed_epoch"`` (each example once per epoch; TFRecords and folders),
+    ``"parallel_epochs"`` (each worker a full shuffled copy) or None (auto); several
+    trainers share one job through ``job_name``; ``seed`` is ignored (not reproducible
+    across workers). Servers: ``python -m pipelines.service dispatcher --port P`` and
+    ``python -m pipelines.service worker --dispatcher host:P``.
 * ``batch_size`` is per input pipeline: with ``strategy.distribute_datasets_from_function``
   pass ``ctx.get_per_replica_batch_size(global_batch_size)`` and ``input_context=ctx``.
   Sharding is by file when every pipeline gets a file, else by element.
-* Images: ``[batch, size, size, 3]`` RGB in [0, 255], ``dtype`` ``"float32"`` (default),
-  ``"bfloat16"`` or ``"uint8"`` (fewer host-to-device bytes); never normalized (the model
-  does it). Labels: int32 ``[batch]``, or float32 one-hot ``[batch, num_classes]`` when
-  ``one_hot=True`` or mixing (mixed labels sum to 1).
-* ``repeat`` defaults to ``training``: a training pipeline is endless (use
-  ``fit(steps_per_epoch=...)``; ``num_examples(...) // global_batch_size``), an eval
-  pipeline is one pass. ``drop_remainder`` defaults to ``training`` (TPUs need static
-  batches). For evaluation on TPU pass ``pad_remainder=True``: the last batch is filled up
-  with blank examples and the dataset yields ``(images, labels, weights)``, weight 0 for the
-  blanks, so every batch is full and no example is dropped (``model.evaluate`` takes the
-  weights as sample weights).
-* Mixup/CutMix draw one ratio per batch; ``mix_per_image=True`` draws one (and one CutMix
-  box) per image, like timm's ``mode="elem"``.
+* Images: ``[batch, size, size, 3]`` RGB in [0, 255], never normalized (the model does
+  it). Labels: int32 ``[batch]``, or float32 one-hot ``[batch, num_classes]`` when
+  ``one_hot`` or mixing (mixed labels sum to 1).
 * ``seed``: same seed -> same batches (file order, shuffle, crops, flips, augmentation,
   mixing all derive from it; per input pipeline). Without a seed the pipeline is
   non-deterministic and faster. For exact resume, checkpoint the iterator:
   ``tf.train.Checkpoint(data=iterator)``.
-* ``data_service="grpc://host:port"`` (training only): the whole pipeline runs on tf.data
-  service workers (``python -m pipelines.service``); ``data_service_mode``
-  ``"distributed_epoch"`` (each example once per epoch; TFRecords and folders),
-  ``"parallel_epochs"`` (each worker a full shuffled copy) or None (auto); several trainers
-  share one job through ``data_service_job_name``; ``seed`` is ignored (not reproducible
-  across workers). Servers: ``python -m pipelines.service dispatcher --port P`` and
-  ``python -m pipelines.service worker --dispatcher host:P``. See ``pipelines.service``.
-* ``cache``: ``True`` (memory) or a file path: caches the encoded records of this pipeline.
 * Corrupt or truncated images are skipped, named in a warning on stderr and counted in
   ``skip_counter`` (a ``SkipCounter``: ``.count``, ``.seen``, ``.report()`` logs through
   absl; default: the process-wide one read by ``skipped_images()``). A pipeline that cannot
@@ -93,23 +89,47 @@ Also:
   reads back (class names, counts).
 """
 
-from pipelines.augment import autoaugment, randaugment
-from pipelines.builder import build, num_classes, num_examples
-from pipelines.make_tfrecords import write_tfrecords
-from pipelines.mix import cutmix, mix_batch, mixup
-from pipelines.preprocess import (
-    CROP_PADDING,
-    center_crop_window,
-    image_size_of,
-    make_eval_preprocess,
-    make_train_preprocess,
-    random_crop_window,
-)
-from pipelines.skipping import SkipCounter, skipped_images
-from pipelines.sources import FolderSource, Source, TFDSSource, TFRecordSource, get_source
+import importlib
+
+# The public names by module, imported on first use: ``pipelines.options`` (the option groups
+# and their defaults) must load without TensorFlow, for the training config's defaults.
+_NAMES = {
+    "pipelines.augment": ("autoaugment", "randaugment"),
+    "pipelines.builder": ("build", "num_classes", "num_examples"),
+    "pipelines.make_tfrecords": ("write_tfrecords",),
+    "pipelines.mix": ("cutmix", "mix_batch", "mixup"),
+    "pipelines.options": ("Augment", "Batching", "EvalPreprocess", "Mix", "Preprocess",
+                          "Service", "CROP_PADDING"),
+    "pipelines.preprocess": ("center_crop_window", "image_size_of", "make_eval_preprocess",
+                             "make_train_preprocess", "random_crop_window"),
+    "pipelines.skipping": ("SkipCounter", "skipped_images"),
+    "pipelines.sources": ("FolderSource", "Source", "TFDSSource", "TFRecordSource",
+                          "get_source"),
+}
+_MODULE_OF = {name: module for module, names in _NAMES.items() for name in names}
+
+
+def __getattr__(name):
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module 'pipelines' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_MODULE_OF))
+
 
 __all__ = [
+    "Augment",
+    "Batching",
     "CROP_PADDING",
+    "EvalPreprocess",
+    "Mix",
+    "Preprocess",
+    "Service",
     "FolderSource",
     "SkipCounter",
     "Source",

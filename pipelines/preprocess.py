@@ -28,15 +28,19 @@ import tensorflow as tf
 
 from effnet_tf.modeling.scaling import Scaling, check_image_size
 
-# The official eval crop: a centred square of side size / (size + CROP_PADDING) of the short side.
-CROP_PADDING = 32
-# Random-sized crop of the official training recipe.
-AREA_RANGE = (0.08, 1.0)
-ASPECT_RATIO_RANGE = (3.0 / 4.0, 4.0 / 3.0)
-MIN_OBJECT_COVERED = 0.1
-MAX_ATTEMPTS = 10
-NO_CROP = "none"  # eval crop_fraction: resize the whole image, aspect not kept
-RESIZE_METHODS = ("bicubic", "bilinear")
+from pipelines.options import (  # noqa: F401  (re-exported: the public names of this module)
+    AREA_RANGE,
+    ASPECT_RATIO_RANGE,
+    CROP_PADDING,
+    MAX_ATTEMPTS,
+    MIN_OBJECT_COVERED,
+    NO_CROP,
+    RESIZE_METHODS,
+    check_crop_ranges,
+    check_resize_method,
+    eval_crop_fraction,
+)
+
 # libjpeg can decode at 1/2, 1/4 or 1/8 scale (DCT scaling), far cheaper than decoding whole.
 JPEG_SCALES = (2, 4, 8)
 
@@ -73,37 +77,10 @@ def center_crop_size(height, width, image_size: int, crop_fraction: float | None
     return tf.maximum(side, 1)
 
 
-def eval_crop_fraction(image_size: int, crop_fraction: float | None = None) -> float:
-    """The share of the short side the eval crop keeps: 0.875 at 224, 0.949 at 600."""
-    if crop_fraction is None or crop_fraction == NO_CROP:
-        return image_size / (image_size + CROP_PADDING)
-    if isinstance(crop_fraction, (bool, str)) or not 0.0 < float(crop_fraction) <= 1.0:
-        raise ValueError(f"crop_fraction must be None, a number in (0, 1] or {NO_CROP!r}, got "
-                         f"{crop_fraction!r}")
-    return float(crop_fraction)
 
 
-def check_crop_ranges(crop_area_range, crop_aspect_range):
-    """The training crop's ranges as float pairs: ``0 < lo <= hi <= 1`` for the area (a
-    fraction of the image), ``0 < lo <= hi`` for the aspect (width / height)."""
-    ranges = []
-    for name, value, top in (("crop_area_range", crop_area_range, 1.0),
-                             ("crop_aspect_range", crop_aspect_range, float("inf"))):
-        try:
-            lo, hi = (float(v) for v in value)
-        except (TypeError, ValueError):
-            lo = hi = float("nan")
-        if not 0.0 < lo <= hi <= top:
-            bound = " <= 1" if top == 1.0 else ""
-            raise ValueError(f"{name} must be (lo, hi) with 0 < lo <= hi{bound}, got {value!r}")
-        ranges.append((lo, hi))
-    return tuple(ranges)
 
 
-def check_resize_method(resize_method: str) -> str:
-    if resize_method not in RESIZE_METHODS:
-        raise ValueError(f"resize_method must be one of {RESIZE_METHODS}, got {resize_method!r}")
-    return resize_method
 
 
 def center_crop_window(image_shape, image_size: int, crop_fraction: float | None = None):

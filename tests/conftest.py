@@ -11,3 +11,29 @@ from effnet_tf.modeling.scaling import Scaling  # noqa: E402
 def tiny():
     """A quarter-width, quarter-depth EfficientNet at 32 px: every block kind, built in ~1 s."""
     return Scaling("tiny", 0.25, 0.25, 32, 0.2)
+
+
+def write_digits(root, count: int = 200, val_from: int = 160, fmt: str = "jpg",
+                 resample=None):
+    """scikit-learn's digits (real scans) as a 32 px image folder ``train/<digit>/`` +
+    ``val/<digit>/``: the first ``val_from`` scans train, the rest up to ``count`` validate.
+    ``fmt="png"`` is lossless: the same pixels wherever it is written."""
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    scans = load_digits()
+    for i in range(count):
+        folder = os.path.join(str(root), "train" if i < val_from else "val",
+                              str(scans.target[i]))
+        os.makedirs(folder, exist_ok=True)
+        pixels = (scans.images[i] / 16 * 255).astype("uint8")
+        image = Image.fromarray(pixels).convert("RGB")
+        image = image.resize((32, 32)) if resample is None else image.resize((32, 32), resample)
+        image.save(os.path.join(folder, f"{i:04d}.{fmt}" if fmt == "png" else f"{i}.{fmt}"))
+    return str(root)
+
+
+@pytest.fixture(scope="session")
+def digits(tmp_path_factory):
+    """scikit-learn's digits as a 32 px JPEG folder: 160 scans train, 40 validate."""
+    return write_digits(tmp_path_factory.mktemp("digits"))

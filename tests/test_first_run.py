@@ -16,7 +16,6 @@ import time
 import numpy as np
 import pytest
 import tensorflow as tf
-from PIL import Image
 
 from tests import REPO
 from tests.train_utils import run_module
@@ -24,22 +23,6 @@ from tests.train_utils import run_module
 # The default recipe (augmentation, EMA, the official optimizer), a tiny scaling at 32 px.
 TINY = ["--variant=b0", "--config.width_coefficient=0.25", "--config.depth_coefficient=0.25",
         "--image_size=32", "--batch_size=8"]
-
-
-@pytest.fixture(scope="module")
-def digits(tmp_path_factory):
-    """scikit-learn's digits as a 32 px image folder ``train/<digit>/`` + ``val/<digit>/``."""
-    from sklearn.datasets import load_digits
-
-    root = tmp_path_factory.mktemp("digits")
-    scans = load_digits()
-    for i in range(200):
-        split = "train" if i < 160 else "val"
-        folder = root / split / str(scans.target[i])
-        folder.mkdir(parents=True, exist_ok=True)
-        pixels = (scans.images[i] / 16 * 255).astype("uint8")
-        Image.fromarray(pixels).convert("RGB").resize((32, 32)).save(folder / f"{i}.jpg")
-    return str(root)
 
 
 def photo_crops(count, seed=0):

@@ -1,9 +1,10 @@
 """The export formats, and a trained run written in one of them.
 
 ``keras`` (.keras file, reloads with safe_mode), ``saved_model`` (``serving``'s signatures),
-``tflite`` / ``tflite_float16`` / ``tflite_int8`` (int8 calibrated on eval images). The
-averaged (EMA) weights are exported when the run has them. TensorFlow is imported only by
-``export_run``: ``check_format`` runs before it loads.
+``tflite`` / ``tflite_float16`` / ``tflite_int8`` (int8 calibrated on training images,
+prepared as the model takes them: the run's ``EvalPreprocess``). The averaged (EMA) weights
+are exported when the run has them. TensorFlow is imported only by ``export_run``:
+``check_format`` runs before it loads.
 """
 
 from __future__ import annotations
@@ -38,17 +39,18 @@ def export_run(model_dir: str, fmt: str, output: str, calibration_batches: int =
     if fmt == "keras":
         model.save(output)
     elif fmt == "saved_model":
-        export_saved_model(model, output, trained.image_size)
+        export_saved_model(model, output, trained.spec.eval_preprocess())
     else:
         from effnet_tf.deploy import tflite
 
         quantization = TFLITE_QUANTIZATION[fmt]
         representative = None
         if quantization == "int8":
-            from effnet_tf.training.data import DataSpec
+            from effnet_tf.training.data import RunData
 
-            data = DataSpec.from_config(trained.config, trained.image_size, model_dir)
-            representative = data.dataset(trained.config.eval_split, False, 8).map(
+            # Calibration images: the training split, prepared as the model takes images.
+            data = RunData.of_spec(trained.spec, model_dir)
+            representative = data.dataset(trained.spec.data.train_split, False, 8).map(
                 lambda x, y: x).take(calibration_batches)
         blob = tflite.convert(model, quantization=quantization,
                               representative_data=representative)

@@ -1,6 +1,7 @@
 """What a served model is: the logits model with a softmax on top, its top-k classes for
-image files, and its SavedModel signatures (float pixels in [0, 255], and encoded images decoded and center-cropped exactly as
-evaluation does, through ``pipelines.make_eval_preprocess``).
+image files, and its SavedModel signatures (float pixels in [0, 255], and encoded images
+prepared by the run's own ``EvalPreprocess``, the one its evaluation uses: same crop, same
+resize).
 
 Keras and TensorFlow are imported inside the functions: ``python -m effnet_tf.export`` and
 ``predict`` check their arguments before TensorFlow loads.
@@ -21,23 +22,24 @@ def with_softmax(model):
     return keras.Model(model.input, outputs, name=model.name)
 
 
-def export_saved_model(model, path: str, image_size: int) -> None:
-    """SavedModel with a pixel signature and an encoded-image signature."""
+def export_saved_model(model, path: str, eval_preprocess) -> None:
+    """SavedModel with a pixel signature and an encoded-image signature; ``eval_preprocess``
+    (a ``pipelines.EvalPreprocess``) prepares the encoded images, as in evaluation."""
     import keras
     import tensorflow as tf
 
-    from pipelines import make_eval_preprocess
+    size = eval_preprocess.image_size
+    prepare = eval_preprocess.fn()
 
     def from_bytes(encoded):
-        images = tf.map_fn(make_eval_preprocess(image_size), encoded,
-                           fn_output_signature=tf.float32)
+        images = tf.map_fn(prepare, encoded, fn_output_signature=tf.float32)
         return model(images, training=False)
 
     archive = keras.export.ExportArchive()
     archive.track(model)
     archive.add_endpoint(
         "serving_default", lambda x: model(x, training=False),
-        input_signature=[tf.TensorSpec([None, image_size, image_size, 3], tf.float32)])
+        input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32)])
     archive.add_endpoint("serve_image_bytes", from_bytes,
                          input_signature=[tf.TensorSpec([None], tf.string)])
     archive.write_out(path, verbose=False)
@@ -64,10 +66,9 @@ def predict_files(model_dir: str, paths: list[str], top_k: int = 5,
     import tensorflow as tf
 
     from effnet_tf.training.restore import load_trained
-    from pipelines import make_eval_preprocess
 
     trained = load_trained(model_dir)
-    preprocess = make_eval_preprocess(trained.image_size)
+    preprocess = trained.spec.eval_preprocess().fn()
     images = {}
     for path in paths:
         try:

@@ -20,13 +20,10 @@ NORMALIZATIONS = ("imagenet", "advprop")
 
 
 def for_weights(weights) -> str:
-    """The normalization weights ``weights`` expect: the set's for a set name, else
-    ``"imagenet"`` (files and checkpoints carry no such record: pass it explicitly)."""
-    from effnet_tf.modeling import weight_sets
+    """The normalization weights ``weights`` expect (``weight_sets.normalization_for``)."""
+    from effnet_tf.modeling.weight_sets import normalization_for
 
-    if isinstance(weights, str) and weights in weight_sets.SETS:
-        return weight_sets.SETS[weights].normalization
-    return "imagenet"
+    return normalization_for(weights)
 
 
 def normalize_layer(name: str = "normalization", kind: str = "imagenet") -> layers.Layer:

@@ -107,6 +107,14 @@ SETS: dict[str, WeightSet] = {s.name: s for s in (
 )}
 
 
+def normalization_for(weights) -> str:
+    """The normalization weights ``weights`` expect: the set's for a set name, else
+    ``"imagenet"`` (files and checkpoints carry no such record: pass it explicitly)."""
+    if isinstance(weights, str) and weights in SETS:
+        return SETS[weights].normalization
+    return "imagenet"
+
+
 def get(name: str) -> WeightSet:
     """The set called ``name``; ValueError listing the known ones otherwise."""
     if name not in SETS:

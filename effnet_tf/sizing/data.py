@@ -43,7 +43,8 @@ def make_dataset_fn(data: str, *, batch_size: int, train_split: str = "train",
         kwargs = dict(image_size=image_size, batch_size=batch_size, training=training,
                       seed=seed, **options)
         if augment_magnitude is not None:
-            kwargs.update(augment="randaugment", randaugment_magnitude=float(augment_magnitude))
+            kwargs.update(augment=pipelines.Augment("randaugment",
+                                                    magnitude=float(augment_magnitude)))
         return pipelines.build(data, train_split if training else val_split, **kwargs)
 
     return dataset_fn

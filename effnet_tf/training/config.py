@@ -16,6 +16,8 @@ from __future__ import annotations
 import ml_collections
 
 from effnet_tf.modeling import scaling as scaling_lib
+from effnet_tf.training.spec import model_scaling
+from pipelines import options as pipeline_options
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -43,8 +45,8 @@ def get_config() -> ml_collections.ConfigDict:
     c.eval_split = "validation"
     c.num_classes = ml_collections.FieldReference(None, field_type=int)  # default: source's
     c.augment = "autoaugment"  # none | autoaugment | randaugment
-    c.randaugment_layers = 2
-    c.randaugment_magnitude = 10
+    c.randaugment_layers = pipeline_options.RANDAUGMENT_LAYERS
+    c.randaugment_magnitude = pipeline_options.RANDAUGMENT_MAGNITUDE
     c.mixup_alpha = 0.0
     c.cutmix_alpha = 0.0
     c.mix_per_image = False  # one mixup ratio / CutMix box per image instead of per batch
@@ -52,12 +54,12 @@ def get_config() -> ml_collections.ConfigDict:
     c.label_offset = ml_collections.FieldReference(None, field_type=int)  # TFRecords: 1 (1-based
     # labels, ImageNet's) unless metadata.json says otherwise; 0 for 0-based shards
     # Crops (the official ImageNet ones by default; small low-resolution images want others).
-    c.crop_area_range = (0.08, 1.0)  # training: random-sized crop area, fraction of the image
-    c.crop_aspect_range = (3.0 / 4.0, 4.0 / 3.0)
+    c.crop_area_range = pipeline_options.AREA_RANGE  # training: random-sized crop area,
+    c.crop_aspect_range = pipeline_options.ASPECT_RATIO_RANGE  # fraction of the image
     c.flip = True  # random horizontal flip in training
     c.eval_crop_fraction = ml_collections.FieldReference(None, field_type=object)  # None: the
     # official size / (size + 32); a fraction of the short side; "none": resize the whole image
-    c.resize_method = "bicubic"  # bicubic (official) | bilinear
+    c.resize_method = pipeline_options.RESIZE_METHODS[0]  # bicubic (official) | bilinear
     c.data_service = ml_collections.FieldReference(None, field_type=str)  # grpc://host:port:
     # the training input runs on tf.data service workers (python -m pipelines.service)
 
@@ -108,7 +110,7 @@ _CHOICES = {
     "augment": ("none", "autoaugment", "randaugment"),
     "lr_schedule": ("exponential", "cosine", "constant"),
     "optimizer": ("rmsprop_tf", "rmsprop", "sgd", "adam"),
-    "resize_method": ("bicubic", "bilinear"),
+    "resize_method": pipeline_options.RESIZE_METHODS,
     "remat": ("none", "all", "high_res"),
     "checkpoint_data_position": ("auto", "true", "false"),
     "strategy": STRATEGIES,
@@ -163,23 +165,6 @@ def _pair(config, name) -> tuple[float, float]:
     except (TypeError, ValueError):
         raise ValueError(f"config.{name} must be two numbers (low, high), got {value!r}") from None
     return lo, hi
-
-
-def model_scaling(config) -> scaling_lib.Scaling:
-    """The model's scaling: the formula when ``phi`` is set, else the variant's table row;
-    then the config's width, depth, size and dropout overrides."""
-    if config.phi is not None:
-        scaling = scaling_lib.Scaling.from_phi(config.phi, config.alpha, config.beta,
-                                               config.gamma)
-    else:
-        scaling = scaling_lib.Scaling.variant(config.variant)
-    overrides = {k: v for k, v in {
-        "width_coefficient": config.width_coefficient,
-        "depth_coefficient": config.depth_coefficient,
-        "resolution": config.image_size,
-        "dropout_rate": config.dropout,
-    }.items() if v is not None}
-    return scaling.replace(**overrides)
 
 
 def _check_model(config) -> None:

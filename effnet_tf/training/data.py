@@ -1,4 +1,4 @@
-"""From a training config to per-replica tf.data pipelines (the ``pipelines`` package)."""
+"""From a run's data spec to per-replica tf.data pipelines (the ``pipelines`` package)."""
 
 from __future__ import annotations
 
@@ -17,31 +17,32 @@ SIZES_FILE = "dataset_size.json"  # in model_dir: examples counted once per sour
 RANDOM = "random"  # one batch of random pixels in memory: measures the model, not the input
 
 
-def resolve_source(config, model_dir: str):
-    """The ``pipelines`` source of the config's dataset. ``synthetic`` writes its JPEG folder
-    once (under ``data_dir``, default ``<model_dir>/data``) and holds out 20% for validation.
-    ``data_dir`` is TFDS's data_dir for ``tfds:`` datasets; any other dataset names its files
-    itself, so a ``data_dir`` there is refused rather than silently ignored."""
-    if config.dataset == SYNTHETIC:
-        root = config.data_dir or os.path.join(model_dir, "data")
-        write_image_folder(root, num_classes=config.num_classes or 4, seed=config.seed)
+def resolve_source(data, model_dir: str, *, num_classes: int | None = None, seed: int = 0):
+    """The ``pipelines`` source of a run's data (``spec.DataSpec``). ``synthetic`` writes
+    its JPEG folder once (under ``data_dir``, default ``<model_dir>/data``; ``num_classes``
+    of them, 4 by default) and holds out 20% for validation. ``data_dir`` is TFDS's data_dir
+    for ``tfds:`` datasets; any other dataset names its files itself, so a ``data_dir`` there
+    is refused rather than silently ignored."""
+    if data.dataset == SYNTHETIC:
+        root = data.data_dir or os.path.join(model_dir, "data")
+        write_image_folder(root, num_classes=num_classes or 4, seed=seed)
         return pipelines.get_source(root, validation_fraction=0.2)
     options = {}
-    if config.dataset.startswith("tfds:"):
-        options["data_dir"] = config.data_dir
-    elif config.data_dir:
+    if data.dataset.startswith("tfds:"):
+        options["data_dir"] = data.data_dir
+    elif data.data_dir:
         raise ValueError(
-            f"--data_dir={config.data_dir!r} is for tfds: datasets (and synthetic); dataset "
-            f"{config.dataset!r} is read from where it names: drop --data_dir, or give the "
+            f"--data_dir={data.data_dir!r} is for tfds: datasets (and synthetic); dataset "
+            f"{data.dataset!r} is read from where it names: drop --data_dir, or give the "
             "folder or TFRecords as --dataset")
-    source = pipelines.get_source(config.dataset, **options)
+    source = pipelines.get_source(data.dataset, **options)
     if isinstance(source, pipelines.TFRecordSource):
-        check_tfrecords(source, (config.train_split, config.eval_split))
-    if config.get("label_offset") is not None:  # absent in older runs' config.json
+        check_tfrecords(source, (data.train_split, data.eval_split))
+    if data.label_offset is not None:
         if not isinstance(source, pipelines.TFRecordSource):
-            raise ValueError(f"config.label_offset is for TFRecord datasets; {config.dataset!r} "
+            raise ValueError(f"config.label_offset is for TFRecord datasets; {data.dataset!r} "
                              f"is a {type(source).__name__}")
-        source = pipelines.get_source(config.dataset, label_offset=config.label_offset)
+        source = pipelines.get_source(data.dataset, label_offset=data.label_offset)
     return source
 
 
@@ -99,30 +100,44 @@ def _prepare_tfds(source) -> None:
 
 
 @dataclasses.dataclass
-class DataSpec:
-    config: object
-    source: object
+class RunData:
+    """A run's data (``spec.DataSpec``) opened: the source, the classes, the pipelines."""
+
+    data: object  # spec.DataSpec
+    source: object  # a pipelines Source; None for "random"
     image_size: int
     num_classes: int
     model_dir: str
+    seed: int = 0
+    deterministic: bool = False
     skips: dict = dataclasses.field(default_factory=dict)  # "train"/"eval" -> SkipCounter
 
     @classmethod
-    def from_config(cls, config, image_size: int, model_dir: str) -> "DataSpec":
-        if config.dataset == RANDOM:
-            return cls(config, None, image_size, config.num_classes or 1000, model_dir)
-        source = resolve_source(config, model_dir)
-        num_classes = config.num_classes or source.num_classes
-        if source.num_classes and num_classes != source.num_classes:
-            raise ValueError(f"config num_classes={num_classes} but dataset {config.dataset!r} "
+    def open(cls, data, *, image_size: int, model_dir: str, num_classes: int | None = None,
+             seed: int = 0, deterministic: bool = False) -> "RunData":
+        """``num_classes``: the config's (None: the source's) or the spec's."""
+        if data.dataset == RANDOM:
+            return cls(data, None, image_size, num_classes or 1000, model_dir, seed,
+                       deterministic)
+        source = resolve_source(data, model_dir, num_classes=num_classes, seed=seed)
+        classes = num_classes or source.num_classes
+        if source.num_classes and classes != source.num_classes:
+            raise ValueError(f"config num_classes={classes} but dataset {data.dataset!r} "
                              f"has {source.num_classes} classes")
-        return cls(config, source, image_size, num_classes, model_dir)
+        return cls(data, source, image_size, classes, model_dir, seed, deterministic)
+
+    @classmethod
+    def of_spec(cls, spec, model_dir: str) -> "RunData":
+        """The data of a resolved run, as it trained."""
+        return cls.open(spec.data, image_size=spec.model.image_size, model_dir=model_dir,
+                        num_classes=spec.model.num_classes, seed=spec.runtime.seed,
+                        deterministic=spec.runtime.deterministic)
 
     def train_examples(self) -> int | None:
         """Examples in the training split (counted once if the source does not know)."""
         if self.source is None:
             return None
-        return count_examples(self.source, self.config.train_split, self.model_dir)
+        return count_examples(self.source, self.data.train_split, self.model_dir)
 
     def skip_counter(self, training: bool) -> pipelines.SkipCounter:
         """Counts the undecodable images skipped by this run's training or eval pipelines."""
@@ -132,39 +147,32 @@ class DataSpec:
         return self.skips[kind]
 
     def dataset(self, split, training, batch_size, input_context=None, pad_remainder=False):
-        c = self.config
+        d = self.data
         if self.source is None:
-            data = random_batches(batch_size, self.image_size, self.num_classes, c.seed)
+            data = random_batches(batch_size, self.image_size, self.num_classes, self.seed)
             return data if training else data.take(2)
+        service = None
+        if training and d.data_service:
+            # the trainers of one run share one job (each batch goes to one of them)
+            service = pipelines.Service(
+                d.data_service, job_name=f"effnet_tf-{zlib.crc32(self.model_dir.encode()):08x}")
         return pipelines.build(
             self.source, split, image_size=self.image_size, batch_size=batch_size,
-            training=training,
-            augment=c.augment if training and c.augment != "none" else None,
-            randaugment_layers=c.randaugment_layers,
-            randaugment_magnitude=c.randaugment_magnitude,
-            mixup_alpha=c.mixup_alpha if training else 0.0,
-            cutmix_alpha=c.cutmix_alpha if training else 0.0,
-            mix_per_image=c.get("mix_per_image", False),  # absent in older runs' config.json
-            num_classes=self.num_classes, input_context=input_context, cache=c.cache,
-            seed=c.seed if c.deterministic or training else None,
-            drop_remainder=training, repeat=training, pad_remainder=pad_remainder,
-            skip_counter=self.skip_counter(training),
-            # The crop, flip, resize and data-service fields are absent in older config.json.
-            crop_area_range=tuple(c.get("crop_area_range", (0.08, 1.0))),
-            crop_aspect_range=tuple(c.get("crop_aspect_range", (3.0 / 4.0, 4.0 / 3.0))),
-            flip=c.get("flip", True),
-            crop_fraction=None if training else c.get("eval_crop_fraction", None),
-            resize_method=c.get("resize_method", "bicubic"),
-            data_service=c.get("data_service", None) if training else None,
-            # the trainers of one run share one job (each batch goes to one of them)
-            data_service_job_name=f"effnet_tf-{zlib.crc32(self.model_dir.encode()):08x}")
+            training=training, preprocess=d.preprocess,
+            augment=d.augment if training else None,
+            mix=d.mix if training else pipelines.Mix(),
+            batching=pipelines.Batching(drop_remainder=training, repeat=training,
+                                        pad_remainder=pad_remainder, cache=d.cache),
+            service=service, num_classes=self.num_classes, input_context=input_context,
+            seed=self.seed if self.deterministic or training else None,
+            skip_counter=self.skip_counter(training))
 
     def train_dataset(self, input_context: tf.distribute.InputContext, batch_size: int):
         """The endless training pipeline of one input pipeline, batches of ``batch_size``."""
-        return self.dataset(self.config.train_split, True, batch_size, input_context)
+        return self.dataset(self.data.train_split, True, batch_size, input_context)
 
     def eval_dataset(self, global_batch_size: int, pad_remainder: bool = False):
         """One pass over the eval split; ``pad_remainder``: full batches only, the last one
         filled with blanks of weight 0 (TPUs need static shapes; nothing is dropped)."""
-        return self.dataset(self.config.eval_split, False, global_batch_size,
+        return self.dataset(self.data.eval_split, False, global_batch_size,
                             pad_remainder=pad_remainder)

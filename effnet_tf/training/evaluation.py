@@ -13,7 +13,7 @@ import weakref
 
 import tensorflow as tf
 
-from effnet_tf.training.data import DataSpec
+from effnet_tf.training.data import RunData
 from effnet_tf.training.restore import load_trained
 
 # One compiled evaluation step per model (and top-k), kept while the model lives.
@@ -71,9 +71,8 @@ def evaluate_run(model_dir: str, split=None, steps=None, batch_size=64, use_ema=
     weights unless ``use_ema=False``: ``{"loss", "top1", "top5", "images", "skipped", "step",
     "ema"}``."""
     trained = load_trained(model_dir, use_ema)
-    config = trained.config
-    data = DataSpec.from_config(config, trained.image_size, model_dir)
-    dataset = data.dataset(split or config.eval_split, False, batch_size)
+    data = RunData.of_spec(trained.spec, model_dir)
+    dataset = data.dataset(split or trained.spec.data.eval_split, False, batch_size)
     result = evaluate_model(trained.model, dataset, data.num_classes, steps)
     result.update(skipped=data.skip_counter(False).count, step=trained.step,
                   ema=trained.averaged)

@@ -15,7 +15,6 @@ import tensorflow as tf
 
 from effnet_tf.modeling.efficientnet import EfficientNet
 from effnet_tf.modeling.normalization import for_weights
-from effnet_tf.modeling.scaling import Scaling
 from effnet_tf.training.optimizers import RMSpropTF
 
 REFERENCE_BATCH = 256
@@ -60,34 +59,37 @@ class WarmupDecay(keras.optimizers.schedules.LearningRateSchedule):
                 "decay_rate": self.decay_rate, "decay_steps": self.decay_steps}
 
 
-def learning_rate_schedule(config, steps_per_epoch: int) -> WarmupDecay:
+def learning_rate_schedule(optim, steps_per_epoch: int) -> WarmupDecay:
+    """The schedule of a run's ``spec.OptimSpec`` (or a config: the fields have its names)."""
     return WarmupDecay(
-        peak=scaled_learning_rate(config.base_learning_rate, config.global_batch_size),
-        warmup_steps=round(config.warmup_epochs * steps_per_epoch),
-        total_steps=config.epochs * steps_per_epoch,
-        kind=config.lr_schedule,
-        decay_rate=config.lr_decay_rate,
-        decay_steps=round(config.lr_decay_epochs * steps_per_epoch),
+        peak=scaled_learning_rate(optim.base_learning_rate, optim.global_batch_size),
+        warmup_steps=round(optim.warmup_epochs * steps_per_epoch),
+        total_steps=optim.epochs * steps_per_epoch,
+        kind=optim.lr_schedule,
+        decay_rate=optim.lr_decay_rate,
+        decay_steps=round(optim.lr_decay_epochs * steps_per_epoch),
     )
 
 
-def create_optimizer(config, steps_per_epoch: int) -> keras.optimizers.Optimizer:
-    lr = learning_rate_schedule(config, steps_per_epoch)
-    if config.optimizer == "rmsprop_tf":  # the paper's: TF1 semantics (training.optimizers)
-        optimizer = RMSpropTF(lr, rho=config.rmsprop_rho, momentum=config.momentum,
-                              epsilon=config.optimizer_epsilon)
-    elif config.optimizer == "rmsprop":  # Keras' (accumulator from 0: larger first steps)
-        optimizer = keras.optimizers.RMSprop(lr, rho=config.rmsprop_rho,
-                                             momentum=config.momentum,
-                                             epsilon=config.optimizer_epsilon)
-    elif config.optimizer == "sgd":
-        optimizer = keras.optimizers.SGD(lr, momentum=config.momentum, nesterov=True)
-    elif config.optimizer == "adam":
-        optimizer = keras.optimizers.Adam(lr, epsilon=config.optimizer_epsilon)
+def create_optimizer(optim, steps_per_epoch: int,
+                     precision: str = "float32") -> keras.optimizers.Optimizer:
+    """The optimizer of a run's ``spec.OptimSpec``; loss scaling under ``mixed_float16``."""
+    lr = learning_rate_schedule(optim, steps_per_epoch)
+    if optim.optimizer == "rmsprop_tf":  # the paper's: TF1 semantics (training.optimizers)
+        optimizer = RMSpropTF(lr, rho=optim.rmsprop_rho, momentum=optim.momentum,
+                              epsilon=optim.optimizer_epsilon)
+    elif optim.optimizer == "rmsprop":  # Keras' (accumulator from 0: larger first steps)
+        optimizer = keras.optimizers.RMSprop(lr, rho=optim.rmsprop_rho,
+                                             momentum=optim.momentum,
+                                             epsilon=optim.optimizer_epsilon)
+    elif optim.optimizer == "sgd":
+        optimizer = keras.optimizers.SGD(lr, momentum=optim.momentum, nesterov=True)
+    elif optim.optimizer == "adam":
+        optimizer = keras.optimizers.Adam(lr, epsilon=optim.optimizer_epsilon)
     else:
         raise ValueError(f"optimizer must be rmsprop_tf, rmsprop, sgd or adam, "
-                         f"got {config.optimizer!r}")
-    if keras.mixed_precision.dtype_policy().name == "mixed_float16":
+                         f"got {optim.optimizer!r}")
+    if precision == "mixed_float16":
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     return optimizer
 
@@ -146,15 +148,21 @@ class ExponentialMovingAverage(tf.Module):
             shadow.assign(current)
 
 
-def build_model(config, scaling: Scaling, num_classes: int) -> keras.Model:
-    """The config's logits model, in one call of the builder."""
-    remat = config.get("remat", "none")  # absent in older runs' config.json
-    return EfficientNet(scaling, classes=num_classes, classifier_activation=None,
-                        drop_connect_rate=config.drop_connect_rate,
-                        normalization=for_weights(config.pretrained),
-                        remat=False if remat == "none" else remat,
-                        batch_norm_momentum=config.batch_norm_momentum,
-                        sync_batch_norm=config.sync_batch_norm)
+def normalization_of(pretrained: str | None) -> str:
+    """The in-model normalization a run starts with: the pretrained set's."""
+    return for_weights(pretrained)
+
+
+def build_model(model) -> keras.Model:
+    """The logits model of a run's ``spec.ModelSpec``, in one call of the builder (in the
+    current dtype policy: the trainer sets the run's precision around it)."""
+    return EfficientNet(model.scaling(), classes=model.num_classes,
+                        classifier_activation=None,
+                        drop_connect_rate=model.drop_connect_rate,
+                        normalization=model.normalization,
+                        remat=False if model.remat == "none" else model.remat,
+                        batch_norm_momentum=model.batch_norm_momentum,
+                        sync_batch_norm=model.sync_batch_norm)
 
 
 def set_backbone_trainable(model: keras.Model, trainable: bool, freeze_batch_norm: bool):

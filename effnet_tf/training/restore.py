@@ -4,36 +4,38 @@ from __future__ import annotations
 
 import dataclasses
 
-import ml_collections
 import tensorflow as tf
 
 from effnet_tf.training import recipe
-from effnet_tf.training.config import model_scaling
 from effnet_tf.training.run_dir import CONFIG_FILE, RunDir
+from effnet_tf.training.spec import RunSpec
 
 
 @dataclasses.dataclass
 class TrainedModel:
     model: object  # keras.Model, logits
-    config: ml_collections.ConfigDict
+    spec: RunSpec
     class_names: list[str] | None
-    image_size: int
     step: int
     averaged: bool
 
+    @property
+    def image_size(self) -> int:
+        return self.spec.model.image_size
+
 
 def load_trained(model_dir: str, use_ema: bool = True) -> TrainedModel:
-    """Rebuilds the model from ``config.json`` and restores the latest checkpoint."""
+    """Rebuilds the model from the run's spec (``config.json``) and restores the latest
+    checkpoint; every later decision (image size, preprocessing, classes) is the spec's."""
     run_dir = RunDir(model_dir)
-    saved = run_dir.read_json(CONFIG_FILE)
-    if saved is None:
+    spec = run_dir.read_spec()
+    if spec is None:
         raise ValueError(f"model_dir {model_dir!r} has no {CONFIG_FILE}: not a training run")
-    config = ml_collections.ConfigDict(saved["config"])
     if not run_dir.checkpoint_paths():
         raise ValueError(f"model_dir {model_dir!r} has no checkpoint yet")
-    scaling = model_scaling(config)
-    model = recipe.build_model(config, scaling, saved["identity"]["num_classes"])
-    ema = recipe.ExponentialMovingAverage(model, config.ema_decay) if config.ema_decay else None
+    model = recipe.build_model(spec.model)
+    ema = (recipe.ExponentialMovingAverage(model, spec.optim.ema_decay)
+           if spec.optim.ema_decay else None)
     items = {"model": model}
     if ema is not None:
         items["ema"] = ema
@@ -42,5 +44,4 @@ def load_trained(model_dir: str, use_ema: bool = True) -> TrainedModel:
     if averaged:
         ema.swap()
     step = int(latest.rsplit("-", 1)[-1])
-    return TrainedModel(model, config, saved.get("class_names"), scaling.resolution, step,
-                        averaged)
+    return TrainedModel(model, spec, run_dir.class_names(), step, averaged)

@@ -17,6 +17,7 @@ import time
 import tensorflow as tf
 from absl import logging
 
+from effnet_tf.training import spec as spec_lib
 from effnet_tf.training.runtime import is_chief
 
 CONFIG_FILE = "config.json"
@@ -63,15 +64,28 @@ class RunDir:
             json.dump(value, f, indent=2, sort_keys=True, default=str)
         tf.io.gfile.rename(tmp, self._file(name), overwrite=True)
 
-    def check_compatible(self, identity: dict) -> None:
+    def read_spec(self):
+        """The run's spec from ``config.json`` (``training.spec``; files of earlier versions
+        migrated, of later ones refused), or None when there is none."""
+        saved = self.read_json(CONFIG_FILE)
+        if saved is None:
+            return None
+        return spec_lib.from_json(saved, os.path.join(self.path, CONFIG_FILE))
+
+    def class_names(self) -> list[str] | None:
+        return (self.read_json(CONFIG_FILE) or {}).get("class_names")
+
+    def check_compatible(self, spec) -> None:
         """Refuses a model_dir whose checkpoints hold another model, before anything is
         written. Only checkpoints bind a model_dir: after a run that failed before its first
         checkpoint, a corrected command may use the same directory."""
-        saved = self.read_json(CONFIG_FILE)
-        if not saved or "identity" not in saved or not self.has_checkpoint():
+        if not self.has_checkpoint():
             return
-        diff = {k: (saved["identity"][k], v) for k, v in identity.items()
-                if k in saved["identity"] and saved["identity"][k] != v}  # older runs: fewer
+        saved = self.read_spec()
+        if saved is None:
+            return
+        identity, before = spec.identity(), saved.identity()
+        diff = {k: (before[k], v) for k, v in identity.items() if before[k] != v}
         if diff:
             there = ", ".join(f"{k}={old}" for k, (old, _) in diff.items())
             now = ", ".join(f"{k}={new}" for k, (_, new) in diff.items())
@@ -80,9 +94,9 @@ class RunDir:
                 "which its checkpoints cannot resume: use a new --model_dir, or the same "
                 "settings to resume")
 
-    def write_config(self, config, identity: dict, class_names=None) -> None:
-        self.write_json(CONFIG_FILE, {"identity": identity, "config": config.to_dict(),
-                                      "class_names": class_names})
+    def write_spec(self, spec, config=None, class_names=None) -> None:
+        """``config.json``: the spec, with the config it came from and the class names."""
+        self.write_json(CONFIG_FILE, spec.to_json(config, class_names))
 
     def write_summary(self, metrics: dict) -> None:
         self.write_json(SUMMARY_FILE, metrics)

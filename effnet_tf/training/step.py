@@ -14,20 +14,20 @@ from effnet_tf.training import recipe
 def make_train_steps(trainer, trainable_variables):
     """``train_steps(iterator, count) -> (summed loss, correct predictions)`` for the
     trainer's model, optimizer, average and strategy, updating ``trainable_variables``."""
-    config, strategy, model, optimizer = (trainer.config, trainer.strategy, trainer.model,
+    optim, strategy, model, optimizer = (trainer.spec.optim, trainer.strategy, trainer.model,
                                           trainer.optimizer)
-    num_classes, ema = trainer.data.num_classes, trainer.ema
+    num_classes, ema = trainer.spec.model.num_classes, trainer.ema
 
     def replica_step(images, labels):
         with tf.GradientTape() as tape:
             logits = model(images, training=True)
             per_example = recipe.classification_loss(labels, logits, num_classes,
-                                                      config.label_smoothing)
+                                                      optim.label_smoothing)
             loss = tf.nn.compute_average_loss(
-                per_example, global_batch_size=config.global_batch_size)
-            if config.weight_decay:
+                per_example, global_batch_size=optim.global_batch_size)
+            if optim.weight_decay:
                 loss += tf.nn.scale_regularization_loss(
-                    config.weight_decay * recipe.l2_loss(model))
+                    optim.weight_decay * recipe.l2_loss(model))
             scaled = optimizer.scale_loss(loss)
         grads = tape.gradient(scaled, trainable_variables)
         optimizer.apply_gradients(zip(grads, trainable_variables))
@@ -49,7 +49,7 @@ def make_train_steps(trainer, trainable_variables):
                 ema.update()
         return loss_sum, correct_sum
 
-    if trainer.jit and not isinstance(strategy, tf.distribute.TPUStrategy):
+    if trainer.spec.runtime.jit_compile and not isinstance(strategy, tf.distribute.TPUStrategy):
         # XLA compiles the step on each replica; the loop around it reads the input
         # iterator, which XLA cannot compile (TPUs compile everything by themselves).
         replica_step = tf.function(replica_step, jit_compile=True)

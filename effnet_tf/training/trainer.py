@@ -18,8 +18,9 @@ from absl import logging
 
 from effnet_tf.modeling.costs import costs
 from effnet_tf.training import recipe, runtime
-from effnet_tf.training.config import model_scaling, validate
-from effnet_tf.training.data import DataSpec
+from effnet_tf.training import spec as spec_lib
+from effnet_tf.training.config import validate
+from effnet_tf.training.data import RunData
 from effnet_tf.training.evaluation import evaluate_model
 from effnet_tf.training.interrupts import StopRequests
 from effnet_tf.training.progress import Progress
@@ -36,11 +37,12 @@ class CheckpointWriteError(RuntimeError):
 
 
 class Trainer:
-    """Holds the strategy, model, optimizer, average, data and checkpoint of one run."""
+    """Holds the strategy, model, optimizer, average, data and checkpoint of one run; every
+    decision is taken from ``self.spec``, the config resolved once (``training.spec``)."""
 
     def __init__(self, config, model_dir: str):
         validate(config)
-        self.config = config
+        self.config = config  # as the user gave it: written beside the spec, read no more
         self.run_dir = RunDir(model_dir)
         self.run_dir.check_writable()
         self.strategy = runtime.make_strategy(config.strategy, config.tpu, config.cpu_devices)
@@ -63,26 +65,35 @@ class Trainer:
 
     def _build(self, config, model_dir: str) -> None:
         kind = runtime.device_kind(self.strategy)
-        self.precision = runtime.resolve_precision(config.mixed_precision, kind)
-        self.jit = runtime.resolve_jit(config.jit_compile, kind)
+        precision = runtime.resolve_precision(config.mixed_precision, kind)
+        jit = runtime.resolve_jit(config.jit_compile, kind)
         runtime.set_determinism(config.seed, config.deterministic)
-        keras.mixed_precision.set_dtype_policy(self.precision)
 
-        self.scaling = model_scaling(config)
-        self.data = DataSpec.from_config(config, self.scaling.resolution, model_dir)
-        self.steps_per_epoch = config.steps_per_epoch or self._steps_per_epoch_of_data()
-        self.total_steps = config.epochs * self.steps_per_epoch
-        self.run_dir.check_compatible(self.identity())
+        scaling = spec_lib.model_scaling(config)
+        data = spec_lib.data_of(config)
+        self.data = RunData.open(data, image_size=scaling.resolution, model_dir=model_dir,
+                                 num_classes=config.num_classes, seed=config.seed,
+                                 deterministic=config.deterministic)
+        steps_per_epoch = config.steps_per_epoch or self._steps_per_epoch_of_data()
+        self.spec = spec_lib.resolve(
+            config, num_classes=self.data.num_classes, steps_per_epoch=steps_per_epoch,
+            precision=precision, jit_compile=jit,
+            normalization=recipe.normalization_of(config.pretrained), scaling=scaling,
+            data=data)
+        self.steps_per_epoch = steps_per_epoch
+        self.total_steps = self.spec.optim.epochs * steps_per_epoch
+        self.run_dir.check_compatible(self.spec)
 
-        with self.strategy.scope():
-            self.model = recipe.build_model(config, self.scaling, self.data.num_classes)
-            if config.pretrained:
+        optim, model = self.spec.optim, self.spec.model
+        with self.strategy.scope(), runtime.dtype_policy(precision):
+            self.model = recipe.build_model(model)
+            if model.pretrained:
                 from effnet_tf.modeling import weights
-                weights.load(self.model, config.pretrained, skip_mismatch=True)
-            self.optimizer = recipe.create_optimizer(config, self.steps_per_epoch)
+                weights.load(self.model, model.pretrained, skip_mismatch=True)
+            self.optimizer = recipe.create_optimizer(optim, steps_per_epoch, precision)
             self.optimizer.build(self.model.trainable_variables)
-            self.ema = (recipe.ExponentialMovingAverage(self.model, config.ema_decay)
-                        if config.ema_decay else None)
+            self.ema = (recipe.ExponentialMovingAverage(self.model, optim.ema_decay)
+                        if optim.ema_decay else None)
         self.track_data_position = self._checkpoint_data_position()
         self.train_iter = self._train_iterator()
         weight_ids = {id(w) for w in self.model.weights}
@@ -97,9 +108,10 @@ class Trainer:
         self.checkpoint = tf.train.Checkpoint(**items)
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, self.run_dir.checkpoint_dir(self.strategy),
-            max_to_keep=config.keep_checkpoints, step_counter=self.optimizer.iterations)
+            max_to_keep=self.spec.runtime.keep_checkpoints,
+            step_counter=self.optimizer.iterations)
         self.saved_step = None
-        self.freeze_steps = config.freeze_backbone_epochs * self.steps_per_epoch
+        self.freeze_steps = optim.freeze_backbone_epochs * steps_per_epoch
         self._phase = None  # frozen backbone or not, of the compiled step
         self._called = False
         self.traced_before = False
@@ -107,31 +119,20 @@ class Trainer:
 
     def _steps_per_epoch_of_data(self) -> int:
         examples = self.data.train_examples()
+        batch, dataset = self.config.global_batch_size, self.config.dataset
         if examples is None:
-            raise ValueError(f"dataset {self.config.dataset!r} is endless: set "
-                             "--config.steps_per_epoch")
-        if examples < self.config.global_batch_size:
+            raise ValueError(f"dataset {dataset!r} is endless: set --config.steps_per_epoch")
+        if examples < batch:
             raise ValueError(
-                f"dataset {self.config.dataset!r} has {examples} training examples, fewer than "
-                f"one global batch of {self.config.global_batch_size}: lower --batch_size")
-        return examples // self.config.global_batch_size
-
-    def identity(self) -> dict:
-        """What a model_dir's checkpoints must agree with to be resumed: the model, and the
-        objects whose state they hold (optimizer slots, the average, loss scaling)."""
-        return {"width_coefficient": self.scaling.width_coefficient,
-                "depth_coefficient": self.scaling.depth_coefficient,
-                "resolution": self.scaling.resolution,
-                "num_classes": self.data.num_classes,
-                "optimizer": str(self.config.optimizer).lower(),
-                "ema": bool(self.config.ema_decay),
-                "loss_scaling": self.precision == "mixed_float16"}
+                f"dataset {dataset!r} has {examples} training examples, fewer than "
+                f"one global batch of {batch}: lower --batch_size")
+        return examples // batch
 
     def _checkpoint_data_position(self) -> bool:
-        choice = str(self.config.checkpoint_data_position).lower()
+        choice = str(self.spec.runtime.checkpoint_data_position).lower()
         if isinstance(self.strategy, tf.distribute.TPUStrategy):
             return False  # TPU input iterators are not checkpointable
-        return choice == "true" or (choice == "auto" and self.config.deterministic)
+        return choice == "true" or (choice == "auto" and self.spec.runtime.deterministic)
 
     def _train_iterator(self):
         """This worker's own tf.data iterator, whose batches ``per_replica`` splits among the
@@ -140,7 +141,7 @@ class Trainer:
         only adds a copy whose buffers made b1 training 8% slower (faults on freshly mapped
         pages every step; BUILD.md, training benchmark). Else the distributed iterator, which
         prefetches to the accelerators."""
-        c, strategy = self.config, self.strategy
+        batch, strategy = self.spec.optim.global_batch_size, self.strategy
         workers, worker_id = runtime.worker_position(strategy)
         self.local_replicas = strategy.num_replicas_in_sync // workers
         own = self.track_data_position or (
@@ -149,9 +150,9 @@ class Trainer:
         if not own:
             return iter(strategy.distribute_datasets_from_function(
                 lambda ctx: self.data.train_dataset(
-                    ctx, ctx.get_per_replica_batch_size(c.global_batch_size))))
+                    ctx, ctx.get_per_replica_batch_size(batch))))
         context = tf.distribute.InputContext(workers, worker_id, strategy.num_replicas_in_sync)
-        return iter(self.data.train_dataset(context, c.global_batch_size // workers))
+        return iter(self.data.train_dataset(context, batch // workers))
 
     def per_replica(self, batch):
         if not self.split_batches:
@@ -192,9 +193,9 @@ class Trainer:
     def steps_in_next_call(self, step: int, epoch_end: int) -> int:
         """Steps of the next compiled call: up to ``steps_per_execution``, never past the
         epoch, a checkpoint or the end of the frozen-backbone phase."""
-        c = self.config
-        count = min(c.steps_per_execution, epoch_end - step,
-                    _next_boundary(step, c.checkpoint_every_steps) - step)
+        r = self.spec.runtime
+        count = min(r.steps_per_execution, epoch_end - step,
+                    _next_boundary(step, r.checkpoint_every_steps) - step)
         if step < self.freeze_steps:
             count = min(count, self.freeze_steps - step)
         return count
@@ -205,7 +206,7 @@ class Trainer:
         frozen = step < self.freeze_steps
         if self._phase != frozen:
             recipe.set_backbone_trainable(self.model, not frozen,
-                                          self.config.freeze_batch_norm)
+                                          self.spec.optim.freeze_batch_norm)
             self._train_steps = make_train_steps(self, self.model.trainable_variables)
             self._phase, self.traced_before = frozen, False
         else:
@@ -216,7 +217,7 @@ class Trainer:
         seconds = time.perf_counter() - started
         self._called = True
         if self.traced_before:  # the first call of a compiled step includes its tracing
-            self.timed_images += count * self.config.global_batch_size
+            self.timed_images += count * self.spec.optim.global_batch_size
             self.timed_seconds += seconds
         if not math.isfinite(loss):
             raise NonFiniteLossError(
@@ -231,7 +232,7 @@ class Trainer:
         """Top-1 / top-5 on the eval split, with the averaged weights when there are any;
         ``images`` evaluated and ``skipped_images`` (undecodable) of this evaluation."""
         dataset = self.data.eval_dataset(
-            self.config.global_batch_size,
+            self.spec.optim.global_batch_size,
             pad_remainder=isinstance(self.strategy, tf.distribute.TPUStrategy))
         skips = self.data.skip_counter(False) if self.data.source is not None else None
         skipped_before = skips.count if skips else 0
@@ -258,8 +259,7 @@ def train_and_evaluate(config, model_dir: str) -> dict:
         start_step = trainer.restore()
         if chief:
             class_names = trainer.data.source and trainer.data.source.class_names
-            trainer.run_dir.write_config(trainer.config, trainer.identity(),
-                                         list(class_names) if class_names else None)
+            trainer.run_dir.write_spec(trainer.spec, trainer.config, class_names)
         _announce(trainer, start_step)
         history = _train(trainer, start_step, stop)
         if chief:
@@ -280,27 +280,28 @@ class Interrupted(RuntimeError):
 
 
 def _announce(trainer, start_step: int) -> None:
-    c, scaling = trainer.config, trainer.scaling
+    spec = trainer.spec
+    scaling = spec.model.scaling()
     params = trainer.model.count_params()
-    flops = costs(scaling, include_top=True, classes=trainer.data.num_classes).flops
-    logging.info("Config:\n%s", c)
+    flops = costs(scaling, include_top=True, classes=spec.model.num_classes).flops
+    logging.info("Run spec:\n%s", spec)
     print(f"Devices: {[d.name for d in tf.config.list_logical_devices()]}; strategy "
           f"{type(trainer.strategy).__name__} with {trainer.strategy.num_replicas_in_sync} "
-          f"replica(s); precision {trainer.precision}; XLA {trainer.jit}")
+          f"replica(s); precision {spec.runtime.precision}; XLA {spec.runtime.jit_compile}")
     print(f"Model {trainer.model.name}: {scaling.source} scaling width "
           f"{scaling.width_coefficient:g} depth {scaling.depth_coefficient:g}, "
           f"image size {scaling.resolution}, {params:,} params, "
-          f"{flops / 1e9:.3f} GFLOPs; {trainer.data.num_classes} classes; "
-          f"{trainer.steps_per_epoch} steps/epoch x {c.epochs} epochs"
+          f"{flops / 1e9:.3f} GFLOPs; {spec.model.num_classes} classes; "
+          f"{trainer.steps_per_epoch} steps/epoch x {spec.optim.epochs} epochs"
           + (f"; resuming at step {start_step}" if start_step else ""), flush=True)
 
 
 def _train(trainer, start_step: int, stop: StopRequests) -> dict:
     """Epochs of training and evaluation from ``start_step``; the run's summary."""
-    c = trainer.config
+    optim, r = trainer.spec.optim, trainer.spec.runtime
     writer = tf.summary.create_file_writer(trainer.run_dir.log_dir(trainer.strategy))
-    progress = Progress(trainer.total_steps, trainer.steps_per_epoch, c.epochs,
-                        every_steps=c.log_every_steps)
+    progress = Progress(trainer.total_steps, trainer.steps_per_epoch, optim.epochs,
+                        every_steps=r.log_every_steps)
     step, history, epoch_losses = start_step, {}, []
     while step < trainer.total_steps and not stop.requested:
         epoch = step // trainer.steps_per_epoch
@@ -309,13 +310,13 @@ def _train(trainer, start_step: int, stop: StopRequests) -> dict:
         if stop.requested:
             break  # evaluated after the resumed run completes the epoch
         epoch_losses.append(train_metrics["train_loss"])
-        history = {"epoch": epoch + 1, **train_metrics, **trainer.evaluate(c.eval_steps)}
+        history = {"epoch": epoch + 1, **train_metrics, **trainer.evaluate(optim.eval_steps)}
         _log_scalars(writer, step, {f"eval/{k}": v for k, v in history.items()})
         print("  " + "  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
                                for k, v in history.items()), flush=True)
     trainer.save(step)
     if not history and not stop.requested:  # resumed a finished run
-        history = trainer.evaluate(c.eval_steps)
+        history = trainer.evaluate(optim.eval_steps)
     history.update(step=step, train_loss_per_epoch=epoch_losses,
                    skipped_train_images=trainer.skipped_train_images())
     if stop.requested:
@@ -327,7 +328,7 @@ def _train(trainer, start_step: int, stop: StopRequests) -> dict:
 
 def _train_epoch(trainer, step: int, stop: StopRequests, progress: Progress, writer):
     """Trains to the end of ``step``'s epoch (or a stop request): (step, train metrics)."""
-    c = trainer.config
+    batch, r = trainer.spec.optim.global_batch_size, trainer.spec.runtime
     epoch_end = min((step // trainer.steps_per_epoch + 1) * trainer.steps_per_epoch,
                     trainer.total_steps)
     loss_sum = correct_sum = 0.0
@@ -338,19 +339,19 @@ def _train_epoch(trainer, step: int, stop: StopRequests, progress: Progress, wri
         step += count
         loss_sum, correct_sum, seen = loss_sum + loss, correct_sum + correct, seen + count
         lr = float(trainer.optimizer.learning_rate)
-        images = count * c.global_batch_size
+        images = count * batch
         speed = images / max(seconds, 1e-9)
         progress.update(step, count, loss / count, lr, speed,
                         seconds if trainer.traced_before else None)
-        if step % c.log_every_steps < count or step == epoch_end:
+        if step % r.log_every_steps < count or step == epoch_end:
             _log_scalars(writer, step, {"train/loss": loss / count,
                                         "train/top1": correct / images,
                                         "train/learning_rate": lr,
                                         "train/images_per_second": speed})
-        if step % c.checkpoint_every_steps == 0:
+        if step % r.checkpoint_every_steps == 0:
             trainer.save(step)
     return step, {"train_loss": loss_sum / max(seen, 1),
-                  "train_top1": correct_sum / max(seen * c.global_batch_size, 1)}
+                  "train_top1": correct_sum / max(seen * batch, 1)}
 
 
 def _log_scalars(writer, step: int, values: dict) -> None:

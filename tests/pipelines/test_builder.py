@@ -47,7 +47,7 @@ def test_eval_is_one_ordered_pass_with_every_image(image_folder):
 def test_pad_remainder_keeps_every_eval_example_in_full_batches(image_folder):
     source = pipelines.get_source(image_folder)
     ds = pipelines.build(source, "train", image_size=32, batch_size=4, training=False,
-                         pad_remainder=True)
+                         batching=pipelines.Batching(pad_remainder=True))
     assert [spec.shape.as_list() for spec in ds.element_spec] == [[4, 32, 32, 3], [4], [4]]
     batches = [[t.numpy() for t in batch] for batch in ds]
     assert len(batches) == 5  # 18 images: four full batches and 2 + 2 blanks
@@ -59,7 +59,7 @@ def test_pad_remainder_keeps_every_eval_example_in_full_batches(image_folder):
         source, "train", image_size=32, batch_size=4, training=False), 10)])
     np.testing.assert_array_equal(images[:18], unpadded)
     exact = pipelines.build(source, "train", image_size=32, batch_size=6, training=False,
-                            pad_remainder=True)
+                            batching=pipelines.Batching(pad_remainder=True))
     assert [b[2].numpy().tolist() for b in exact] == [[1.0] * 6] * 3  # no blank batch
 
 
@@ -72,7 +72,8 @@ def test_eval_center_crop_and_crop_fraction(tmp_path, kit):
     (x, _), = take(center, 1)
     assert x.min() > 250  # the 35x35 centre crop holds only white
     wide = pipelines.build(str(tmp_path / "f"), "train", image_size=32, batch_size=1,
-                           training=False, crop_fraction=1.0)
+                           training=False,
+                           preprocess=pipelines.Preprocess(eval_crop_fraction=1.0))
     (x, _), = take(wide, 1)
     assert x.min() > 250  # 40x40 still inside the white band
     assert pipelines.CROP_PADDING == 32
@@ -81,7 +82,8 @@ def test_eval_center_crop_and_crop_fraction(tmp_path, kit):
 def test_same_seed_same_batches_other_seed_other_batches(image_folder):
     def first(seed):
         return take(pipelines.build(image_folder, "train", image_size=32, batch_size=5,
-                                    seed=seed, augment="randaugment", cutmix_alpha=1.0), 4)
+                                    seed=seed, augment="randaugment",
+                                    mix=pipelines.Mix(cutmix_alpha=1.0)), 4)
 
     a, b, c = first(7), first(7), first(8)
     for (xa, ya), (xb, yb) in zip(a, b):
@@ -92,7 +94,7 @@ def test_same_seed_same_batches_other_seed_other_batches(image_folder):
 
 def test_iterator_checkpoint_resumes_exactly(image_folder, tmp_path):
     ds = pipelines.build(image_folder, "train", image_size=32, batch_size=4, seed=1,
-                         mixup_alpha=0.2)
+                         mix=pipelines.Mix(mixup_alpha=0.2))
     iterator = iter(ds)
     for _ in range(3):
         next(iterator)
@@ -115,24 +117,25 @@ def test_training_repeats_and_reshuffles_every_epoch(image_folder):
 
 def test_one_hot_mixup_and_cutmix_labels(image_folder):
     ds = pipelines.build(image_folder, "train", image_size=32, batch_size=6, seed=3,
-                         mixup_alpha=0.4, cutmix_alpha=1.0)
+                         mix=pipelines.Mix(mixup_alpha=0.4, cutmix_alpha=1.0))
     for images, labels in take(ds, 4):
         assert labels.shape == (6, 3) and labels.dtype == np.float32
         np.testing.assert_allclose(labels.sum(-1), 1.0, atol=1e-6)
         assert images.dtype == np.float32 and images.min() >= 0 and images.max() <= 255
     per_image = pipelines.build(image_folder, "train", image_size=32, batch_size=6, seed=3,
-                                mixup_alpha=0.4, mix_per_image=True)
+                                mix=pipelines.Mix(mixup_alpha=0.4, per_image=True))
     for _, labels in take(per_image, 2):
         np.testing.assert_allclose(labels.sum(-1), 1.0, atol=1e-6)
         assert len(set(np.round(labels.max(-1), 5))) > 2  # a ratio per image
     (_, labels), = take(pipelines.build(image_folder, "train", image_size=32, batch_size=6,
-                                        one_hot=True, seed=3), 1)
+                                        batching=pipelines.Batching(one_hot=True), seed=3), 1)
     assert set(labels.ravel()) <= {0.0, 1.0} and (labels.sum(-1) == 1).all()
 
 
 @pytest.mark.parametrize("dtype", ["bfloat16", "uint8"])
 def test_output_dtype_option(image_folder, dtype):
-    ds = pipelines.build(image_folder, "train", image_size=32, batch_size=4, dtype=dtype, seed=0)
+    ds = pipelines.build(image_folder, "train", image_size=32, batch_size=4,
+                         batching=pipelines.Batching(dtype=dtype), seed=0)
     assert ds.element_spec[0].dtype == tf.as_dtype(dtype)
     reference = pipelines.build(image_folder, "train", image_size=32, batch_size=4, seed=0)
     (x, _), = take(ds, 1)
@@ -142,8 +145,7 @@ def test_output_dtype_option(image_folder, dtype):
 
 @pytest.mark.parametrize("augment", ["randaugment", "autoaugment"])
 def test_augmented_pipelines_keep_shape_and_range(image_folder, augment):
-    ds = pipelines.build(image_folder, "train", image_size=32, batch_size=4, augment=augment,
-                         randaugment_magnitude=17, seed=0)
+    ds = pipelines.build(image_folder, "train", image_size=32, batch_size=4, augment=pipelines.Augment(augment, magnitude=17), seed=0)
     (x, y), = take(ds, 1)
     assert x.shape == (4, 32, 32, 3) and x.min() >= 0 and x.max() <= 255
 
@@ -159,8 +161,8 @@ def test_corrupt_images_are_skipped_counted_and_reported(messy_folder, capfd):
     assert "skipped 2 image(s) that could not be decoded" in err
     assert "corrupt.jpg" in err and "truncated.jpg" in err
     before = pipelines.skipped_images()
-    training = pipelines.build(messy_folder, "train", image_size=32, batch_size=4, repeat=False,
-                               drop_remainder=False)
+    training = pipelines.build(messy_folder, "train", image_size=32, batch_size=4,
+                               batching=pipelines.Batching(repeat=False, drop_remainder=False))
     assert sum(len(y) for _, y in take(training, 100)) == 10
     assert pipelines.skipped_images() == before + 2  # the process-wide default counter
 
@@ -202,15 +204,16 @@ def test_option_errors_on_a_source(image_folder, shard_dir):
     with pytest.raises(ValueError, match="batch_size"):
         pipelines.build(image_folder, image_size=32, batch_size=0)
     with pytest.raises(ValueError, match="dtype"):
-        pipelines.build(image_folder, dtype="float16", **kwargs)
+        pipelines.build(image_folder, batching=pipelines.Batching(dtype="float16"), **kwargs)
     with pytest.raises(ValueError, match="training only"):
         pipelines.build(image_folder, training=False, augment="randaugment", **kwargs)
-    with pytest.raises(ValueError, match="pad_remainder=True is for one-pass evaluation"):
-        pipelines.build(image_folder, training=True, pad_remainder=True, **kwargs)
+    with pytest.raises(ValueError, match="pad_remainder=True.* is for one-pass evaluation"):
+        pipelines.build(image_folder, training=True,
+                        batching=pipelines.Batching(pad_remainder=True), **kwargs)
     with pytest.raises(ValueError, match="augment must be one of"):
         pipelines.build(image_folder, augment="trivialaugment", **kwargs)
     with pytest.raises(ValueError, match="num_classes .* is unknown"):
-        pipelines.build(shard_dir, mixup_alpha=0.2, **kwargs)
+        pipelines.build(shard_dir, mix=pipelines.Mix(mixup_alpha=0.2), **kwargs)
 
 
 def test_num_examples_and_num_classes(image_folder, shard_dir):
@@ -222,7 +225,7 @@ def test_num_examples_and_num_classes(image_folder, shard_dir):
 def test_cache_keeps_the_records(image_folder, tmp_path):
     for cache in (True, str(tmp_path / "cache")):
         ds = pipelines.build(image_folder, "train", image_size=32, batch_size=6, training=False,
-                             cache=cache)
+                             batching=pipelines.Batching(cache=cache))
         first, second = take(ds, 3), take(ds, 3)
         assert [y.tolist() for _, y in first] == [y.tolist() for _, y in second]
 
@@ -254,7 +257,8 @@ def test_distribute_datasets_from_function_with_two_replicas(image_folder):
         with strategy.scope():  # a strategy scope must not break the skip counter
             dist = strategy.distribute_datasets_from_function(lambda ctx: pipelines.build(
                 {image_folder!r}, "train", image_size=32, training=False, input_context=ctx,
-                batch_size=ctx.get_per_replica_batch_size(6), drop_remainder=True))
+                batch_size=ctx.get_per_replica_batch_size(6),
+                batching=pipelines.Batching(drop_remainder=True)))
         counts = []
         for images, labels in dist:
             counts.append([int(t.shape[0]) for t in strategy.experimental_local_results(images)])

@@ -96,13 +96,14 @@ def test_build_applies_the_knobs_in_train_and_eval(tmp_path, kit):
     image[:, 60:] = 128  # left and right differ, so a flip shows
     kit.write(str(tmp_path / "f/c/a.png"), kit.encode(image, "png"))
     root = str(tmp_path / "f")
-    train = pipelines.build(root, "train", image_size=SIZE, batch_size=2, seed=0, flip=False,
-                            resize_method="bilinear", **WHOLE)
+    train = pipelines.build(root, "train", image_size=SIZE, batch_size=2, seed=0,
+                            preprocess=pipelines.Preprocess(flip=False, resize_method="bilinear",
+                                                            **WHOLE))
     for x, _ in train.take(3):
         for picture in x.numpy():
             np.testing.assert_allclose(picture, plain_resize(image, "bilinear"), atol=1e-4)
     evaluated = pipelines.build(root, "train", image_size=SIZE, batch_size=1, training=False,
-                                crop_fraction="none")
+                                preprocess=pipelines.Preprocess(eval_crop_fraction="none"))
     (x, _), = [(x.numpy(), y) for x, y in evaluated]
     np.testing.assert_allclose(x[0], plain_resize(image), atol=1e-4)
     assert x.min() < 5
@@ -116,9 +117,10 @@ def test_build_applies_the_knobs_in_train_and_eval(tmp_path, kit):
     ("crop_area_range", (0.5, 1.5)), ("crop_area_range", 0.5),
     ("crop_aspect_range", (0.0, 1.0)), ("crop_aspect_range", (2.0, 1.0)),
     ("crop_aspect_range", ("a", "b")), ("resize_method", "nearest"),
-    ("crop_fraction", "all"), ("crop_fraction", 0.0), ("flip", "no"),
+    ("eval_crop_fraction", "all"), ("eval_crop_fraction", 0.0), ("flip", "no"),
 ])
-def test_bad_knob_values_raise_naming_the_argument(image_folder, name, value):
-    with pytest.raises(ValueError, match=name) as error:
-        pipelines.build(image_folder, "train", image_size=SIZE, batch_size=2, **{name: value})
+def test_bad_knob_values_raise_naming_the_argument(name, value):
+    """Refused where the option is made, before any pipeline exists."""
+    with pytest.raises(ValueError, match=name.removeprefix("eval_")) as error:
+        pipelines.Preprocess(**{name: value})
     assert repr(value) in str(error.value)

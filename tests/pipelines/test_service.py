@@ -1,5 +1,5 @@
 """The tf.data service: a real dispatcher and worker processes on 127.0.0.1 serve
-``pipelines.build(..., data_service=...)``; servers stop cleanly; bad arguments fail clearly."""
+``pipelines.build(..., service=Service(...))``; servers stop cleanly; bad arguments fail clearly."""
 
 import collections
 import os
@@ -67,6 +67,9 @@ def cluster(tmp_path_factory):
         server.stop(signal.SIGKILL)
 
 
+ONE_EPOCH = pipelines.Batching(repeat=False, drop_remainder=False)
+
+
 def batches(dataset, n):
     return [(x.numpy(), y.numpy()) for x, y in dataset.take(n)]
 
@@ -74,7 +77,7 @@ def batches(dataset, n):
 def test_service_batches_are_the_pipelines(cluster, image_folder):
     local = pipelines.build(image_folder, "train", image_size=32, batch_size=4)
     served = pipelines.build(image_folder, "train", image_size=32, batch_size=4,
-                             data_service=cluster["address"])
+                             service=pipelines.Service(cluster["address"]))
     assert served.element_spec == local.element_spec
     got = batches(served, 12)  # 48 images from 18: the training pipeline is endless
     images = np.concatenate([x for x, _ in got])
@@ -88,9 +91,8 @@ def test_service_batches_are_the_pipelines(cluster, image_folder):
 def test_distributed_epoch_serves_each_example_once(cluster, image_folder, mode, copies):
     """One epoch (repeat=False) through two workers: distributed_epoch splits the 18 files
     between them (each once), parallel_epochs gives each worker its own full copy."""
-    served = pipelines.build(image_folder, "train", image_size=32, batch_size=4, repeat=False,
-                             drop_remainder=False, data_service=cluster["address"],
-                             data_service_mode=mode)
+    served = pipelines.build(image_folder, "train", image_size=32, batch_size=4,
+                             batching=ONE_EPOCH, service=pipelines.Service(cluster["address"], mode))
     labels = np.concatenate([y.numpy() for _, y in served])
     assert collections.Counter(labels.tolist()) == {0: 6 * copies, 1: 6 * copies,
                                                     2: 6 * copies}
@@ -105,9 +107,9 @@ def test_parallel_epochs_workers_crop_differently_even_with_a_seed(cluster, imag
     tf.random.set_seed(global_seed)
     try:
         served = pipelines.build(image_folder, "train", image_size=32, batch_size=4,
-                                 repeat=False, drop_remainder=False, seed=0,
-                                 data_service=cluster["address"],
-                                 data_service_mode="parallel_epochs")
+                                 batching=ONE_EPOCH, seed=0,
+                                 service=pipelines.Service(cluster["address"],
+                                                           "parallel_epochs"))
         images = np.concatenate([x.numpy() for x, _ in served])
     finally:
         tf.random.set_seed(None)
@@ -117,8 +119,8 @@ def test_parallel_epochs_workers_crop_differently_even_with_a_seed(cluster, imag
 def test_undecodable_images_are_skipped_on_the_workers(cluster, messy_folder):
     """10 good images (8 JPEGs, a PNG, a grayscale JPEG) and 2 broken ones: one epoch through
     the service holds the 10, and a worker's stderr names a skipped file."""
-    served = pipelines.build(messy_folder, "train", image_size=32, batch_size=4, repeat=False,
-                             drop_remainder=False, data_service=cluster["address"])
+    served = pipelines.build(messy_folder, "train", image_size=32, batch_size=4,
+                             batching=ONE_EPOCH, service=pipelines.Service(cluster["address"]))
     assert sum(len(y) for _, y in served) == 10
     logs = "".join(worker.stderr() for worker in cluster["workers"])
     assert "could not be decoded" in logs and ("corrupt.jpg" in logs or "truncated.jpg" in logs)
@@ -128,7 +130,7 @@ def test_killing_a_worker_does_not_stop_training(cluster, image_folder):
     victim = Server(cluster["tmp"], "worker", "--dispatcher", f"127.0.0.1:{cluster['port']}")
     victim.ready()
     served = iter(pipelines.build(image_folder, "train", image_size=32, batch_size=4,
-                                  data_service=cluster["address"], data_service_job_name="kill"))
+                                  service=pipelines.Service(cluster["address"], job_name="kill")))
     before = [next(served) for _ in range(5)]
     victim.process.send_signal(signal.SIGKILL)
     assert victim.process.wait(timeout=30) == -signal.SIGKILL
@@ -175,12 +177,12 @@ def test_bad_server_arguments_fail_in_one_line(capsys, argv, message):
 
 
 @pytest.mark.parametrize("options, message", [
-    (dict(data_service="localhost"), "data_service must be 'grpc://host:port'"),
-    (dict(data_service="http://h:1"), "data_service must be 'grpc://host:port'"),
-    (dict(data_service="grpc://h:1", data_service_mode="sharded"), "data_service_mode"),
-    (dict(data_service="grpc://h:1", training=False), "data_service= is for training"),
-    (dict(data_service="grpc://h:1",
-          input_context=tf.distribute.InputContext(2, 0, 2)), "data_service_job_name"),
+    (dict(service=pipelines.Service("localhost")), "data_service must be 'grpc://host:port'"),
+    (dict(service=pipelines.Service("http://h:1")), "data_service must be 'grpc://host:port'"),
+    (dict(service=pipelines.Service("grpc://h:1", "sharded")), "data_service_mode"),
+    (dict(service=pipelines.Service("grpc://h:1"), training=False), "service= is for training"),
+    (dict(service=pipelines.Service("grpc://h:1"),
+          input_context=tf.distribute.InputContext(2, 0, 2)), r"Service\(job_name="),
 ])
 def test_bad_service_options_raise(image_folder, options, message):
     with pytest.raises(ValueError, match=message):

@@ -268,7 +268,7 @@ def test_tfds_raw_pixel_images_are_read_losslessly(tmp_path):
                   and record["label"] == j % 2]
     assert sorted(found) == [0, 1, 2, 3]
     images, labels = next(iter(pipelines.build("tfds:tiny_pixels", "train", image_size=32,
-                                               batch_size=4, repeat=False, training=False,
+                                               batch_size=4, training=False,
                                                data_dir=str(tmp_path))))
     assert images.shape == (4, 32, 32, 3) and images.dtype == tf.float32
     # grayscale pixels become three equal channels
@@ -279,7 +279,7 @@ def test_tfds_build_under_mock_data():
     with tfds.testing.mock_data(num_examples=5):
         for name, num_classes in [("tf_flowers", 5), ("imagenet2012", 1000)]:
             ds = pipelines.build(f"tfds:{name}", "train", image_size=32, batch_size=5,
-                                 repeat=False, seed=0)
+                                 batching=pipelines.Batching(repeat=False), seed=0)
             images, labels = next(iter(ds))
             assert images.shape == (5, 32, 32, 3) and images.dtype == tf.float32
             assert 0 <= int(tf.reduce_min(labels)) and int(tf.reduce_max(labels)) < num_classes

@@ -38,7 +38,7 @@ def test_table_rows_extend_the_summary_rows():
 
 
 def test_table_csv_and_phi_rows():
-    out = run("table", "--variants=b0,b3", "--phi=-1", "--phi_range=2,3,0.5", "--format=csv")
+    out = run("table", "--variants=b0,b3", "--phi=-1", "--phi_range=2,3,0.5", "--table_format=csv")
     rows = list(csv.DictReader(io.StringIO(out)))
     assert [r["name"] for r in rows] == ["b0", "b3", "phi-1", "phi2", "phi2.5", "phi3"]
     assert int(rows[1]["params"]) == costs(Scaling.variant("b3")).params
@@ -50,7 +50,7 @@ def test_table_measure_plot_export_and_latency(tmp_path):
     # A phi far below B0 (56 px, one block per stage) keeps the measurement quick.
     plot, table, kit = tmp_path / "scale.png", tmp_path / "table.json", tmp_path / "kit"
     run("table", "--variants=", "--phi=-10", "--measure", "--runtime=keras,tflite",
-        "--batch_size=2", "--min_seconds=0", f"--plot={plot}", "--format=json",
+        "--batch_size=2", "--min_seconds=0", f"--plot={plot}", "--table_format=json",
         f"--output={table}", f"--export_tflite={kit}")
     rows = json.loads(table.read_text())
     assert len(rows) == 1 and rows[0]["name"] == "phi-10"
@@ -63,7 +63,7 @@ def test_table_measure_plot_export_and_latency(tmp_path):
     # The exported kit, timed as on a board: batch 1 and --batch_size.
     assert file == str(kit / "phi-10_float32.tflite")
     timed = json.loads(run("latency", file, "--batch_size=3", "--min_seconds=0",
-                           "--format=json"))
+                           "--table_format=json"))
     assert [(r["model"], r["batch"]) for r in timed] == [(file, 1), (file, 3)]
     assert all(0 < r["min_ms"] <= r["median_ms"] <= r["p90_ms"] for r in timed)
 
@@ -81,7 +81,7 @@ def test_fit_prints_the_answer_and_train_commands():
     assert "python -m effnet_tf.train --phi=1.698 --model_dir=runs/phi1.698" in out
     assert "python -m effnet_tf.train --variant=b2 --model_dir=runs/b2" in out
     result = json.loads(run("fit", "--max_params=3e6", "--classes=10", "--gamma=1.2",
-                            "--format=json"))
+                            "--table_format=json"))
     answer, above = result["rows"][:2]
     assert answer["fits"] == "yes" and above["fits"] == "no"
     assert answer["params"] <= 3e6 < above["params"]
@@ -100,7 +100,7 @@ def test_fit_latency_of_a_model_file(tmp_path):
     model = effnet_tf.EfficientNet(Scaling.from_phi(-4), classes=10)
     model.save(tmp_path / "current.keras")
     out = json.loads(run("fit", f"--latency_of={tmp_path / 'current.keras'}", "--classes=10",
-                         "--max_params=5e5", "--min_seconds=0", "--format=json"))
+                         "--max_params=5e5", "--min_seconds=0", "--table_format=json"))
     assert out["budget"].startswith("params <= 0.5M, latency <= ")
     answer = out["rows"][0]
     assert answer["fits"] == "yes" and answer["params"] <= 5e5

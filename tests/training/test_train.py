@@ -29,9 +29,13 @@ def test_training_lowers_the_loss_and_writes_the_run(trained_dir):
     assert len(losses) == 3 and losses[-1] < 0.8 * losses[0], losses
     assert result["step"] == 18 and result["top1"] > 0.3  # above chance (4 classes)
     saved = json.load(open(os.path.join(model_dir, "config.json")))
-    assert saved["identity"] == {"width_coefficient": 0.25, "depth_coefficient": 0.25,
-                                 "resolution": 64, "num_classes": 4, "optimizer": "adam",
-                                 "ema": True, "loss_scaling": False}
+    assert saved["format_version"] == 2
+    model = saved["spec"]["model"]
+    assert (model["width_coefficient"], model["depth_coefficient"], model["image_size"],
+            model["num_classes"]) == (0.25, 0.25, 64, 4)
+    assert saved["spec"]["optim"]["steps_per_epoch"] == 6
+    assert saved["spec"]["runtime"]["precision"] == "float32"
+    assert saved["config"]["epochs"] == 3  # the config it was resolved from, for reading
     assert saved["class_names"] == ["class_0", "class_1", "class_2", "class_3"]
     assert json.load(open(os.path.join(model_dir, "summary.json")))["step"] == 18
     steps = sorted(int(p.split("-")[1].split(".")[0]) for p in
@@ -66,13 +70,13 @@ def test_evaluate_uses_the_averaged_weights(trained_dir):
 
 
 def test_padded_evaluation_counts_every_example_once(trained_dir):
-    from effnet_tf.training.data import DataSpec
+    from effnet_tf.training.data import RunData
     from effnet_tf.training.evaluation import evaluate_model
 
     model_dir, _ = trained_dir
     trained = load_trained(model_dir)
-    data = DataSpec.from_config(trained.config, trained.image_size, model_dir)
-    split = trained.config.eval_split
+    data = RunData.of_spec(trained.spec, model_dir)
+    split = trained.spec.data.eval_split
     plain = data.dataset(split, False, 7)
     padded = data.dataset(split, False, 7, pad_remainder=True)
     images = np.concatenate([x for x, _ in plain])
@@ -166,9 +170,9 @@ def test_bad_flags_fail_before_training_with_a_clear_message(tmp_path, args, mes
 
 
 def _weights_at(model_dir, step, config):
-    from effnet_tf.training.config import model_scaling
     from effnet_tf.training.recipe import build_model
-    model = build_model(config, model_scaling(config), config.num_classes)
+    from effnet_tf.training.run_dir import RunDir
+    model = build_model(RunDir(model_dir).read_spec().model)
     path = os.path.join(model_dir, "checkpoints", f"ckpt-{step}")
     tf.train.Checkpoint(model=model).restore(path).expect_partial()
     return model
@@ -211,7 +215,7 @@ def test_trains_on_a_tfds_dataset(tmp_path):
     assert result["step"] == 4 and len(losses) == 2 and all(np.isfinite(losses)), losses
     assert result["images"] == 16 and result["skipped_images"] == 0
     saved = json.load(open(tmp_path / "config.json"))
-    assert saved["identity"]["num_classes"] == 5  # from the TFDS metadata
+    assert saved["spec"]["model"]["num_classes"] == 5  # from the TFDS metadata
 
 
 @pytest.mark.parametrize("precision", ["mixed_float16", "mixed_bfloat16"])

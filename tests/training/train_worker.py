@@ -34,7 +34,7 @@ def fixed_train_dataset(self, input_context, batch_size):
 def main():
     model_dir, overrides = sys.argv[1], json.loads(sys.argv[2])
     if "--fixed_batch" in sys.argv:
-        data.DataSpec.train_dataset = fixed_train_dataset
+        data.RunData.train_dataset = fixed_train_dataset
         trainer.Trainer.evaluate = lambda self, steps=None: {}
     result = trainer.train_and_evaluate(tiny_config(**overrides), model_dir)
     print("RESULT " + json.dumps({"step": result["step"]}))
