@@ -119,8 +119,9 @@ _CHOICES = {
 }
 
 
-def validate(config) -> None:
-    """Fails before anything is built or written, naming the field and the value."""
+def validate(config) -> scaling_lib.Scaling:
+    """Fails before anything is built or written, naming the field and the value; returns
+    the model's scaling it checked (the one the run spec is resolved with)."""
     for name in _POSITIVE_INTS:
         value = config[name]
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -155,7 +156,7 @@ def validate(config) -> None:
     if config.num_classes is not None and config.num_classes < 2:
         raise ValueError(f"config.num_classes must be >= 2 (or None: the dataset's), got "
                          f"{config.num_classes!r}")
-    _check_model(config)
+    return _check_model(config)
 
 
 def _pair(config, name) -> tuple[float, float]:
@@ -167,7 +168,7 @@ def _pair(config, name) -> tuple[float, float]:
     return lo, hi
 
 
-def _check_model(config) -> None:
+def _check_model(config) -> scaling_lib.Scaling:
     """phi or the coefficients, and both within the bounds of modeling.scaling. phi with
     image_size is allowed: the formula at another base resolution (as ``scale fit`` prints)."""
     lo, hi = scaling_lib.MIN_COEFFICIENT, scaling_lib.MAX_COEFFICIENT
@@ -209,6 +210,7 @@ def _check_model(config) -> None:
             f"pixels, the largest accepted: one training batch of {batch} would keep about "
             f"{_human_bytes(size)} of activations ({_human_bytes(size / batch)} per image; an "
             "estimate: the float32 feature maps kept for the backward pass)")
+    return scaling
 
 
 def activation_bytes(scaling: scaling_lib.Scaling, batch_size: int = 1) -> float:

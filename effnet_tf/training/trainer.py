@@ -41,7 +41,7 @@ class Trainer:
     decision is taken from ``self.spec``, the config resolved once (``training.spec``)."""
 
     def __init__(self, config, model_dir: str):
-        validate(config)
+        self._scaling = validate(config)  # the scaling, derived once
         self.config = config  # as the user gave it: written beside the spec, read no more
         self.run_dir = RunDir(model_dir)
         self.run_dir.check_writable()
@@ -69,7 +69,7 @@ class Trainer:
         jit = runtime.resolve_jit(config.jit_compile, kind)
         runtime.set_determinism(config.seed, config.deterministic)
 
-        scaling = spec_lib.model_scaling(config)
+        scaling = self._scaling
         data = spec_lib.data_of(config)
         self.data = RunData.open(data, image_size=scaling.resolution, model_dir=model_dir,
                                  num_classes=config.num_classes, seed=config.seed,
@@ -138,7 +138,7 @@ class Trainer:
         """This worker's own tf.data iterator, whose batches ``per_replica`` splits among the
         local replicas: to checkpoint the data position (distributed iterators are not
         checkpointable), and for one replica on the host CPU, where the distributed iterator
-        only adds a copy whose buffers made b1 training 8% slower (faults on freshly mapped
+        only adds a copy whose buffers slow training down (faults on freshly mapped
         pages every step; BUILD.md, training benchmark). Else the distributed iterator, which
         prefetches to the accelerators."""
         batch, strategy = self.spec.optim.global_batch_size, self.strategy

@@ -100,7 +100,7 @@ def test_predict_returns_class_names(trained_dir):
     assert [len(r) for r in results] == [2, 2, 2, 2]
     for result in results:
         assert {name for name, _ in result} <= {"class_0", "class_1", "class_2", "class_3"}
-        assert result[0][1] >= result[1][1] and 0 <= result[1][1] <= 1
+        assert result[0][1] >= result[1][1]
     with pytest.raises(ValueError, match="image file\\(s\\) not found: /nope.jpg"):
         predict_files(model_dir, ["/nope.jpg"])
 
@@ -220,18 +220,26 @@ def test_trains_on_a_tfds_dataset(tmp_path):
 
 @pytest.mark.parametrize("precision", ["mixed_float16", "mixed_bfloat16"])
 def test_mixed_precision_training(tmp_path, precision):
-    try:
-        result = train_and_evaluate(tiny_config(mixed_precision=precision, epochs=1,
-                                                steps_per_epoch=3), str(tmp_path))
-    finally:
-        keras.mixed_precision.set_dtype_policy("float32")
-    assert result["step"] == 3 and np.isfinite(result["train_loss"]) and result["top1"] >= 0
-
-
-def test_xla_training_on_a_tiny_model(tmp_path):
-    result = train_and_evaluate(tiny_config(jit_compile="true", image_size=32, epochs=1,
+    result = train_and_evaluate(tiny_config(mixed_precision=precision, epochs=1,
                                             steps_per_epoch=3), str(tmp_path))
     assert result["step"] == 3 and np.isfinite(result["train_loss"])
+    saved = json.load(open(tmp_path / "config.json"))["spec"]
+    assert saved["runtime"]["precision"] == precision
+    # the run set the precision for its own layers only: none left for the next model
+    assert keras.mixed_precision.dtype_policy().name == "float32"
+    assert load_trained(str(tmp_path)).model.layers[-1].compute_dtype == "float32"
+
+
+def test_xla_training_on_a_tiny_model_follows_the_graph_mode_run(tmp_path):
+    # no dropout: XLA draws other random numbers than TensorFlow's kernels
+    config = dict(dataset="random", deterministic=True, image_size=32, epochs=1,
+                  steps_per_epoch=3, ema_decay=0.0, dropout=0.0)
+    xla = train_and_evaluate(tiny_config(jit_compile="true", **config), str(tmp_path / "xla"))
+    graph = train_and_evaluate(tiny_config(**config), str(tmp_path / "graph"))
+    assert xla["step"] == graph["step"] == 3
+    # the same steps on the same batches; XLA's kernels round differently
+    assert xla["train_loss"] == pytest.approx(graph["train_loss"], rel=1e-3)
+    assert xla["loss"] == pytest.approx(graph["loss"], rel=1e-2)
 
 
 def test_a_run_on_a_non_local_file_system_checkpoints_and_resumes():
