@@ -127,33 +127,35 @@ def read(path) -> dict[str, np.ndarray]:
     return out
 
 
-def layer_arrays(model, path) -> dict[str, list[np.ndarray]]:
-    """``{layer name: arrays}`` for ``model`` from the official checkpoint at ``path``.
+def layer_arrays(layers: dict[str, int], path, optional=()) -> dict[str, list[np.ndarray]]:
+    """``{layer name: arrays}`` for ``layers`` (``{name: number of weights}``) from the
+    official checkpoint at ``path``; a layer in ``optional`` is left out if it is missing.
 
     ValueError naming the first variable the model needs that the checkpoint lacks, or the
     first checkpoint variable outside the head that no layer takes (another depth).
     """
     variables = read(path)
     prefix = checkpoint_prefix(variables)
-    wanted = variable_map({layer.name: len(layer.weights) for layer in model.layers
-                           if layer.weights}, prefix)
+    wanted = variable_map(layers, prefix)
     out = {}
     for layer_name, names in wanted.items():
-        for name in names:
-            if name not in variables:
-                raise ValueError(f"checkpoint {os.fspath(path)!r} does not match model "
-                                 f"{model.name!r}: it has no variable {name!r} (for layer "
-                                 f"{layer_name!r})")
+        missing = [name for name in names if name not in variables]
+        if missing and layer_name in optional:
+            continue
+        if missing:
+            raise ValueError(f"checkpoint {os.fspath(path)!r} does not match the model: it "
+                             f"has no variable {missing[0]!r} (for layer {layer_name!r})")
         out[layer_name] = [variables[n] for n in names]
     used = {n for names in wanted.values() for n in names}
     for name in variables:
         if name not in used and not name.startswith(f"{prefix}/head/"):
-            raise ValueError(f"checkpoint {os.fspath(path)!r} does not match model "
-                             f"{model.name!r}: its variable {name!r} has no layer in the model")
+            raise ValueError(f"checkpoint {os.fspath(path)!r} does not match the model: its "
+                             f"variable {name!r} has no layer in the model")
     return out
 
 
 def variant_of_scope(prefix: str) -> str | None:
-    """``"b3"`` for ``efficientnet-b3`` / ``noisy_student_efficientnet-b3``, else None."""
-    match = re.search(r"efficientnet-(b\d|l2)", prefix)
+    """``"b3"`` for ``efficientnet-b3`` / ``noisy_student_efficientnet-b3``, ``"lite2"`` for
+    ``efficientnet-lite2``, else None."""
+    match = re.search(r"efficientnet-(b\d|l2|lite\d)", prefix)
     return match.group(1) if match else None
