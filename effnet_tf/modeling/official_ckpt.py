@@ -23,8 +23,9 @@ import re
 
 import numpy as np
 
+from effnet_tf.modeling.layer_map import BLOCK, block_order, gather
+
 EMA_SUFFIX = "/ExponentialMovingAverage"
-_BLOCK = re.compile(r"^block(\d+)([a-z{|}~]+)_(.+)$")
 _BN = ["gamma", "beta", "moving_mean", "moving_variance"]
 _FIXED = {"stem_conv": "stem/conv2d", "stem_bn": "stem/tpu_batch_normalization",
           "top_conv": "head/conv2d", "top_bn": "head/tpu_batch_normalization",
@@ -47,12 +48,10 @@ def variable_map(layers: dict[str, int], prefix: str) -> dict[str, list[str]]:
 
     ``layers`` is ``{layer name: number of weights}`` of the layers that have weights.
     """
-    blocks = sorted({m.group(1, 2) for m in map(_BLOCK.match, layers) if m},
-                    key=lambda b: (int(b[0]), b[1]))
-    index = {f"block{s}{letter}_": n for n, (s, letter) in enumerate(blocks)}
+    index = {block: n for n, block in enumerate(block_order(layers))}
     out = {}
     for name, count in layers.items():
-        match = _BLOCK.match(name)
+        match = BLOCK.match(name)
         if match:
             block = f"block{match.group(1)}{match.group(2)}_"
             expands = f"{block}expand_conv" in layers
@@ -137,15 +136,7 @@ def layer_arrays(layers: dict[str, int], path, optional=()) -> dict[str, list[np
     variables = read(path)
     prefix = checkpoint_prefix(variables)
     wanted = variable_map(layers, prefix)
-    out = {}
-    for layer_name, names in wanted.items():
-        missing = [name for name in names if name not in variables]
-        if missing and layer_name in optional:
-            continue
-        if missing:
-            raise ValueError(f"checkpoint {os.fspath(path)!r} does not match the model: it "
-                             f"has no variable {missing[0]!r} (for layer {layer_name!r})")
-        out[layer_name] = [variables[n] for n in names]
+    out = gather(wanted, variables, optional, f"checkpoint {os.fspath(path)!r}", "variable")
     used = {n for names in wanted.values() for n in names}
     for name in variables:
         if name not in used and not name.startswith(f"{prefix}/head/"):

@@ -26,8 +26,9 @@ import re
 
 import numpy as np
 
+from effnet_tf.modeling.layer_map import BLOCK, block_order, gather
+
 LAYOUTS = ("timm", "lukemelas")
-_BLOCK = re.compile(r"^block(\d+)([a-z{|}~]+)_(.+)$")
 _FIXED = {
     "timm": {"stem_conv": "conv_stem", "stem_bn": "bn1", "top_conv": "conv_head",
              "top_bn": "bn2", "predictions": "classifier"},
@@ -91,11 +92,10 @@ def classes_of(state: dict) -> int | None:
 
 def module_map(layers: dict[str, int], layout: str) -> dict[str, str]:
     """``{our layer: their module}`` for ``layers`` (``{name: number of weights}``)."""
-    blocks = sorted({m.group(1, 2) for m in map(_BLOCK.match, layers) if m},
-                    key=lambda b: (int(b[0]), b[1]))
+    blocks = block_order(layers)
     out = {}
     for name in layers:
-        match = _BLOCK.match(name)
+        match = BLOCK.match(name)
         if match is None:
             if name not in _FIXED[layout]:
                 raise ValueError(f"layer {name!r} has no counterpart in {layout} checkpoints")
@@ -109,24 +109,29 @@ def module_map(layers: dict[str, int], layout: str) -> dict[str, str]:
         if layout == "timm":
             prefix = f"blocks.{int(stage) - 1}.{ord(letter[0]) - ord('a')}"
         else:
-            prefix = f"_blocks.{blocks.index((stage, letter))}"
+            prefix = f"_blocks.{blocks.index(block)}"
         out[name] = f"{prefix}.{module}"
     return out
 
 
-def _converted(layer: str, module: str, count: int, state: dict) -> list[np.ndarray]:
+def _keys(layer: str, module: str, count: int) -> list[str]:
     if layer.endswith("bn"):
-        return [state[f"{module}.{p}"] for p in _BN]
-    kernel = state[f"{module}.weight"]
+        return [f"{module}.{p}" for p in _BN]
+    return [f"{module}.weight"] + ([f"{module}.bias"] if count == 2 else [])
+
+
+def _converted(layer: str, arrays: list[np.ndarray]) -> list[np.ndarray]:
+    """PyTorch's arrays of one layer in Keras' layouts."""
+    if layer.endswith("bn"):
+        return arrays
+    kernel, rest = arrays[0], arrays[1:]
     if layer == "predictions":
         arrays = [kernel.T]
     elif layer.endswith("dwconv"):
         arrays = [kernel.transpose(2, 3, 0, 1)]
     else:
         arrays = [kernel.transpose(2, 3, 1, 0)]
-    if count == 2:
-        arrays.append(state[f"{module}.bias"])
-    return [np.ascontiguousarray(a) for a in arrays]
+    return [np.ascontiguousarray(a) for a in arrays + rest]
 
 
 def layer_arrays(layers: dict[str, int], state: dict, optional=()) -> dict[str, list]:
@@ -137,17 +142,9 @@ def layer_arrays(layers: dict[str, int], state: dict, optional=()) -> dict[str, 
     ``state`` that no layer takes (another depth or width of blocks)."""
     layout = layout_of(state)
     modules = module_map(layers, layout)
-    out = {}
-    for layer, module in modules.items():
-        needed = ([f"{module}.{p}" for p in _BN] if layer.endswith("bn")
-                  else [f"{module}.weight"] + ([f"{module}.bias"] if layers[layer] == 2 else []))
-        missing = [k for k in needed if k not in state]
-        if missing and layer in optional:
-            continue
-        if missing:
-            raise ValueError(f"the {layout} state dict does not match the model: it has no "
-                             f"{missing[0]!r} (for layer {layer!r})")
-        out[layer] = _converted(layer, module, layers[layer], state)
+    wanted = {layer: _keys(layer, module, layers[layer]) for layer, module in modules.items()}
+    out = {layer: _converted(layer, arrays) for layer, arrays in
+           gather(wanted, state, optional, f"the {layout} state dict").items()}
     used = {f"{modules[layer]}." for layer in out}
     for key in state:
         if not key.endswith(IGNORED_SUFFIX) and key[: key.rindex(".") + 1] not in used:
