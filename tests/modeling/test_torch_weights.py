@@ -97,6 +97,22 @@ def test_official_lite0_weights_give_the_reference_probabilities(lite0, photo):
     assert [str(i) for i in np.argsort(-probs)[:5]] == list(top5)
 
 
+def test_our_eval_pipeline_on_the_original_photos_gives_the_same_classes(lite0):
+    """The original PNGs through ``pipelines``' evaluation preprocessing (central 224/256,
+    TF's bicubic, not PIL's): the reference's top classes."""
+    import skimage.data
+    import tensorflow as tf
+
+    from pipelines.preprocess import make_eval_preprocess
+
+    preprocess = make_eval_preprocess(224)
+    images = np.stack([preprocess(tf.io.encode_png(getattr(skimage.data, name)())).numpy()
+                       for name in ("coffee", "chelsea")])
+    probs = np.asarray(lite0(images))
+    assert probs[0].argmax() == 967 and probs[0, 967] > 0.9  # espresso
+    assert set(np.argsort(-probs[1])[:3]) == {282, 285, 281}  # tiger cat, Egyptian cat, tabby
+
+
 def test_convert_command_infers_the_variant_and_the_file_loads_by_name(lite0, tmp_path, capsys):
     out = tmp_path / "lite0.h5"
     assert weights_command.main(["convert", lite0_pth(), str(out)]) == 0
