@@ -207,9 +207,10 @@ def EfficientNet(
         if include_top:
             outputs = blocks.classifier(x, classes, classifier_activation, dropout, options)
         elif pooling == "avg":
-            outputs = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+            outputs = layers.GlobalAveragePooling2D(dtype=options.dtype_policy,
+                                                    name="avg_pool")(x)
         elif pooling == "max":
-            outputs = layers.GlobalMaxPooling2D(name="max_pool")(x)
+            outputs = layers.GlobalMaxPooling2D(dtype=options.dtype_policy, name="max_pool")(x)
         else:
             outputs = x
 
