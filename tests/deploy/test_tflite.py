@@ -98,6 +98,7 @@ def test_latency_times_the_interpreter(float32):
     assert 0 < timing.min_ms <= timing.median_ms <= timing.p90_ms
 
 
+@pytest.mark.slow  # a conversion of its own (~15 s on 2 shared cores)
 def test_lite_int8_has_no_sigmoid_and_quantizes_weights_per_channel():
     """What makes Lite quantize well is kept: no LOGISTIC (no swish, no squeeze-excite gate;
     ReLU6 fuses into the convolutions), and every convolution's weights with one scale per

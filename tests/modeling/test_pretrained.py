@@ -374,3 +374,28 @@ def test_readme_catalogue_is_the_shipped_table():
     rows = [tuple(cell.strip() for cell in line.strip("|").split("|"))
             for line in section.splitlines() if line.startswith("| ") and "---" not in line]
     assert rows[1:] == weight_sets.table()
+
+
+def test_official_lite_set_converts_through_the_mirror_with_lites_normalization(
+        cache, monkeypatch, tmp_path):
+    """``weights="imagenet"`` for lite0: the official ``lite/efficientnet-lite0.tar.gz``
+    (here an official-format checkpoint of random weights, scope ``efficientnet-lite0``, no
+    squeeze-excite variables), converted once; the model normalizes as ``(x - 127) / 128``."""
+    source = effnet_tf.EfficientNetLite0(input_shape=(64, 64, 3), classifier_activation=None)
+    randomize(source)
+    ckpt = tmp_path / "efficientnet-lite0"
+    ckpt.mkdir()
+    write_official_checkpoint(source, str(ckpt / "model.ckpt"), scope="efficientnet-lite0")
+    tarball = tmp_path / "mirror" / "cloud-tpu-checkpoints" / "efficientnet" / "lite"
+    tarball.mkdir(parents=True)
+    with tarfile.open(tarball / "efficientnet-lite0.tar.gz", "w:gz") as archive:
+        archive.add(ckpt, arcname="efficientnet-lite0")
+    monkeypatch.setenv(download.URL_ENV, (tmp_path / "mirror").as_uri() + "/")
+    model = effnet_tf.EfficientNetLite0(weights="imagenet", input_shape=(64, 64, 3),
+                                        classifier_activation=None)
+    assert sorted(os.listdir(cache)) == ["effnet_tf_imagenet_lite0.h5"]
+    assert model.get_layer("normalization").get_config()["scale"] == pytest.approx(1 / 128)
+    x = np.random.default_rng(0).uniform(0, 255, (1, 64, 64, 3)).astype("float32")
+    np.testing.assert_allclose(model(x), source(x), rtol=1e-5, atol=1e-5)
+    assert weights_command.main(["convert", str(ckpt), str(tmp_path / "lite0.h5")]) == 0
+    assert "block1a_se_reduce" not in weights.read_h5(tmp_path / "lite0.h5")
