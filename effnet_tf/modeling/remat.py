@@ -35,11 +35,9 @@ _STEM = "stem_"
 # Fused from this many convolution outputs per image: the stem and the expansions (1 x 1) from
 # 112 x 112 x 32 (on B0 at 224 px: the stem, block2a's expansion at 112 x 112 x 96, and the 56 x
 # 56 x 144 expansions of block2b and block3a); depthwise convolutions from 112 x 112 x 96 (none
-# on B0 at 224 px; their recomputation costs more). Measured (``benchmarks/train_memory.py``,
-# B0 float32, batch 32): with only block2a's expansion fused, 0.55-0.56 of keras.applications'
-# process memory; with these, 0.48-0.50; with every triple of 112 x 112 x 24 and up, the same
-# memory at 1.5x keras.applications' step time (each fused triple adds graph and slower
-# element-wise steps).
+# on B0 at 224 px; their recomputation costs more). Fusing fewer left memory on the table,
+# fusing more cost step time for no memory: the measurements are in BUILD.md, "Training
+# memory" (``benchmarks/train_memory.py``).
 FUSE_MIN_ELEMENTS = 112 * 112 * 32
 FUSE_MIN_DEPTHWISE_ELEMENTS = 112 * 112 * 96
 
