@@ -2,6 +2,7 @@
 
     import effnet_tf
     model = effnet_tf.EfficientNet("b0")                 # published B0
+    model = effnet_tf.EfficientNetLite0(weights="imagenet")  # EfficientNet-Lite, for int8
     model = effnet_tf.EfficientNet(effnet_tf.Scaling.from_phi(2.5), classes=10)
 
 Keras is imported on first use of a model function, so ``effnet_tf.Scaling`` and
@@ -27,6 +28,7 @@ _LAZY = {
     "EfficientNetB5": "effnet_tf.modeling.efficientnet",
     "EfficientNetB6": "effnet_tf.modeling.efficientnet",
     "EfficientNetB7": "effnet_tf.modeling.efficientnet",
+    **{f"EfficientNetLite{i}": "effnet_tf.modeling.efficientnet" for i in range(5)},
     "feature_info": "effnet_tf.modeling.efficientnet",
     "flops": "effnet_tf.modeling.counting",
     "count_params": "effnet_tf.modeling.counting",

@@ -1,6 +1,6 @@
 """Prints the scaling table: width, depth, resolution, blocks, params and FLOPs per variant.
 
-    python -m effnet_tf.summary                      # b0..b7
+    python -m effnet_tf.summary                      # b0..b7 and lite0..lite4
     python -m effnet_tf.summary --phi=-1 --phi=2.5   # the compound formula at any phi
     python -m effnet_tf.summary --variants=b0,b8,l2 --table_format=csv
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 from absl import app, flags
 
 from effnet_tf import flags as effnet_flags
-from effnet_tf.modeling.scaling import PUBLISHED
+from effnet_tf.modeling.scaling import LITE, PUBLISHED
 from effnet_tf.sizing.tables import FORMATS, format_table, scalings, summary_row
 
 
@@ -30,7 +30,8 @@ def main(argv):
 
 
 def define_flags():
-    flags.DEFINE_list("variants", list(PUBLISHED), "Published variants to list.")
+    flags.DEFINE_list("variants", list(PUBLISHED + LITE),
+                      "Published variants to list (b0..b8, l2, lite0..lite4).")
     flags.DEFINE_multi_float("phi", [], "Compound coefficients to list (formula path).")
     flags.DEFINE_enum("table_format", "markdown", list(FORMATS), "How the table is printed.")
 

@@ -3,6 +3,8 @@
 ``scaling`` and ``costs`` are plain Python (no Keras), so sizing tools and the input
 pipelines can use them cheaply; ``blocks``, ``normalization`` and ``efficientnet`` build the
 network with Keras only (no TensorFlow import, so it also builds under ``KERAS_BACKEND=jax``);
-``weight_sets``, ``download``, ``official_ckpt`` and ``weights`` load published weights.
-Nothing here imports from the rest of ``effnet_tf``.
+``remat`` (with ``fused_backward``, TensorFlow only) recomputes blocks in training;
+``weight_sets``, ``download``, ``official_ckpt``, ``torch_ckpt``, ``torch_layouts``,
+``layer_map`` and ``weights`` load published weights (official TF checkpoints, PyTorch files
+without PyTorch). Nothing here imports from the rest of ``effnet_tf``.
 """

@@ -1,25 +1,28 @@
 """The pieces of an EfficientNet: initializers, the stem, MBConv with squeeze-excite, the head.
 
 Functional-API helpers that name every layer exactly as keras.applications does, so weight
-files and user code written for it (``block6d_project_bn``) keep working.
+files and user code written for it (``block6d_project_bn``) keep working. Rematerialization
+(``remat``) is its own module, ``remat``; its names stay importable from here.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import inspect
-import math
-import re
-from typing import NamedTuple
 
 import keras
 from keras import layers
 
+from effnet_tf.modeling.remat import (  # noqa: F401  (names kept importable from here)
+    FUSE_MIN_DEPTHWISE_ELEMENTS, FUSE_MIN_ELEMENTS, HIGH_RES_STAGES, REMAT_CHOICES,
+    EfficientNetModel, check_remat, functional_model)
 from effnet_tf.modeling.scaling import Block
 
 BN_MOMENTUM = 0.99
 BN_EPSILON = 1e-3
 ACTIVATION = "swish"
+# "same": TensorFlow's (the official models'; asymmetric on strided convolutions);
+# "symmetric": PyTorch's ``(k - 1) // 2`` on every side (timm's own EfficientNets).
+PADDINGS = ("same", "symmetric")
 
 # Official initializers: conv weights ~ N(0, sqrt(2 / fan_out)) (fan_out = k * k * out_channels),
 # classifier weights ~ U(-1/sqrt(classes), 1/sqrt(classes)).
@@ -33,47 +36,69 @@ DENSE_INIT = {
 }
 
 
-def explicit_padding() -> bool:
-    """The default of ``LayerOptions.explicit_padding``: under a mixed-precision policy.
-    Measured on this CPU (oneDNN, ``benchmarks/padding_ab.py``): b0 trains about 8% faster in
-    bfloat16 with explicit padding, and about 2% slower in float32."""
-    return keras.mixed_precision.dtype_policy().compute_dtype != "float32"
+def dtype_policy(name=None) -> keras.DTypePolicy:
+    """The policy called ``name`` (or ``name`` itself, a policy), Keras' global one for None."""
+    if isinstance(name, keras.DTypePolicy):
+        return name
+    return keras.DTypePolicy(name) if name else keras.mixed_precision.dtype_policy()
+
+
+def explicit_padding(policy: str | None = None) -> bool:
+    """The default of ``LayerOptions.explicit_padding``: under a mixed-precision ``policy``
+    (None: the global one), where it is faster (BUILD.md, model benchmark:
+    ``benchmarks/padding_ab.py``)."""
+    return dtype_policy(policy).compute_dtype != "float32"
 
 
 @dataclasses.dataclass(frozen=True)
 class LayerOptions:
     """Layer choices that leave names and weights as they are.
 
-    ``batch_norm_momentum``: of every BatchNormalization (0.99, the paper's; short runs want
-    less). ``sync_batch_norm``: statistics over all replicas (Keras' ``synchronized``; the
-    official TPU trainer's ``tpu_batch_normalization`` over replica groups).
+    ``batch_norm_momentum``, ``batch_norm_epsilon``: of every BatchNormalization (0.99 and
+    1e-3, the paper's; timm's own models use epsilon 1e-5). ``sync_batch_norm``: statistics
+    over all replicas (Keras' ``synchronized``; the official TPU trainer's
+    ``tpu_batch_normalization`` over replica groups). ``padding``: ``PADDINGS``.
     ``explicit_padding``: strided convolutions pad with a ``ZeroPadding2D`` + ``"valid"``
     (named ``{name}_pad`` like keras.applications') instead of ``"same"``; the same zeros.
+    ``activation``: "swish", or "relu6" (EfficientNet-Lite). ``dtype_policy``: of every
+    layer but the normalization (None: Keras' global policy).
     """
 
     batch_norm_momentum: float = BN_MOMENTUM
+    batch_norm_epsilon: float = BN_EPSILON
     sync_batch_norm: bool = False
+    padding: str = "same"
     explicit_padding: bool = False
+    activation: str = ACTIVATION
+    dtype_policy: str | None = None
 
 
-def same_padding(x, kernel_size: int, strides: int, name: str, explicit: bool = False):
-    """``(x, padding)`` for a convolution that must pad like ``"same"``: the very zeros
-    ``"same"`` adds, so outputs and weights are identical either way. Without a static
-    spatial size (fully convolutional use): ``"same"``."""
-    height, width = x.shape[1:3]
-    if strides == 1 or height is None or width is None or not explicit:
+def padded(x, kernel_size: int, strides: int, name: str, options: LayerOptions = LayerOptions()):
+    """``(x, padding)`` for a convolution: ``"same"`` padding (TensorFlow's zeros, by a
+    ``{name}_pad`` layer with ``explicit_padding``) or PyTorch's symmetric ``(k - 1) // 2``.
+    For odd kernels at stride 1 the two are equal and ``"same"`` is used. Without a static
+    spatial size (fully convolutional use), ``"same"`` cannot be made explicit."""
+    if strides == 1 and kernel_size % 2:
         return x, "same"
-    pads = []
-    for size in (height, width):
-        total = max((-(-size // strides) - 1) * strides + kernel_size - size, 0)
-        pads.append((total // 2, total - total // 2))
-    return layers.ZeroPadding2D(tuple(pads), name=f"{name}_pad")(x), "valid"
+    if options.padding == "symmetric":
+        pad = (kernel_size - 1) // 2
+        pads = ((pad, pad), (pad, pad))
+    else:
+        height, width = x.shape[1:3]
+        if height is None or width is None or not options.explicit_padding:
+            return x, "same"
+        pads = []
+        for size in (height, width):
+            total = max((-(-size // strides) - 1) * strides + kernel_size - size, 0)
+            pads.append((total // 2, total - total // 2))
+    return layers.ZeroPadding2D(tuple(pads), name=f"{name}_pad",
+                                dtype=options.dtype_policy)(x), "valid"
 
 
-def conv_bn(x, filters: int, kernel_size: int, strides: int, name: str, activation=ACTIVATION,
+def conv_bn(x, filters: int, kernel_size: int, strides: int, name: str, activation=True,
             options: LayerOptions = LayerOptions()):
-    """Conv (no bias, ``same`` padding) -> BN -> optional swish, named ``{name}conv/bn/activation``."""
-    x, padding = same_padding(x, kernel_size, strides, f"{name}conv", options.explicit_padding)
+    """Conv (no bias) -> BN -> optional activation, named ``{name}conv/bn/activation``."""
+    x, padding = padded(x, kernel_size, strides, f"{name}conv", options)
     x = layers.Conv2D(
         filters,
         kernel_size,
@@ -81,6 +106,7 @@ def conv_bn(x, filters: int, kernel_size: int, strides: int, name: str, activati
         padding=padding,
         use_bias=False,
         kernel_initializer=CONV_INIT,
+        dtype=options.dtype_policy,
         name=f"{name}conv",
     )(x)
     return batch_norm_activation(x, f"{name}bn", f"{name}activation" if activation else None,
@@ -89,22 +115,27 @@ def conv_bn(x, filters: int, kernel_size: int, strides: int, name: str, activati
 
 def batch_norm_activation(x, bn_name: str, activation_name: str | None,
                           options: LayerOptions = LayerOptions()):
-    x = layers.BatchNormalization(momentum=options.batch_norm_momentum, epsilon=BN_EPSILON,
-                                  synchronized=options.sync_batch_norm, name=bn_name)(x)
+    x = layers.BatchNormalization(momentum=options.batch_norm_momentum,
+                                  epsilon=options.batch_norm_epsilon,
+                                  synchronized=options.sync_batch_norm,
+                                  dtype=options.dtype_policy, name=bn_name)(x)
     if activation_name:
-        x = layers.Activation(ACTIVATION, name=activation_name)(x)
+        x = layers.Activation(options.activation, dtype=options.dtype_policy,
+                              name=activation_name)(x)
     return x
 
 
-def squeeze_excite(x, block: Block):
+def squeeze_excite(x, block: Block, options: LayerOptions = LayerOptions()):
     """Channel attention: global mean -> 1x1 reduce (swish) -> 1x1 expand (sigmoid) -> scale."""
     name = block.name
-    se = layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}se_squeeze")(x)
+    dtype = options.dtype_policy
+    se = layers.GlobalAveragePooling2D(keepdims=True, dtype=dtype, name=f"{name}se_squeeze")(x)
     se = layers.Conv2D(
         block.se_filters,
         1,
-        activation=ACTIVATION,
+        activation=options.activation,
         kernel_initializer=CONV_INIT,
+        dtype=dtype,
         name=f"{name}se_reduce",
     )(se)
     se = layers.Conv2D(
@@ -112,9 +143,10 @@ def squeeze_excite(x, block: Block):
         1,
         activation="sigmoid",
         kernel_initializer=CONV_INIT,
+        dtype=dtype,
         name=f"{name}se_expand",
     )(se)
-    return layers.Multiply(name=f"{name}se_excite")([x, se])
+    return layers.Multiply(dtype=dtype, name=f"{name}se_excite")([x, se])
 
 
 def mbconv(inputs, block: Block, drop_rate: float, options: LayerOptions = LayerOptions()):
@@ -122,30 +154,33 @@ def mbconv(inputs, block: Block, drop_rate: float, options: LayerOptions = Layer
 
     ``drop_rate`` is this block's stochastic-depth rate: the residual branch of a whole sample
     is dropped and the kept ones divided by the keep probability (``Dropout`` with a per-sample
-    noise shape); identity at inference.
+    noise shape); identity at inference. Lite blocks have no squeeze-excite.
     """
     name = block.name
+    dtype = options.dtype_policy
     x = inputs
     if block.expand_ratio != 1:
         x = conv_bn(x, block.expanded_filters, 1, 1, name=f"{name}expand_", options=options)
-    x, padding = same_padding(x, block.kernel_size, block.strides, f"{name}dwconv",
-                              options.explicit_padding)
+    x, padding = padded(x, block.kernel_size, block.strides, f"{name}dwconv", options)
     x = layers.DepthwiseConv2D(
         block.kernel_size,
         strides=block.strides,
         padding=padding,
         use_bias=False,
         depthwise_initializer=CONV_INIT,
+        dtype=dtype,
         name=f"{name}dwconv",
     )(x)
     x = batch_norm_activation(x, f"{name}bn", f"{name}activation", options)
-    x = squeeze_excite(x, block)
-    x = conv_bn(x, block.filters_out, 1, 1, name=f"{name}project_", activation=None,
+    if block.has_se:
+        x = squeeze_excite(x, block, options)
+    x = conv_bn(x, block.filters_out, 1, 1, name=f"{name}project_", activation=False,
                 options=options)
     if block.has_residual:
         if drop_rate > 0:
-            x = layers.Dropout(drop_rate, noise_shape=(None, 1, 1, 1), name=f"{name}drop")(x)
-        x = layers.Add(name=f"{name}add")([x, inputs])
+            x = layers.Dropout(drop_rate, noise_shape=(None, 1, 1, 1), dtype=dtype,
+                               name=f"{name}drop")(x)
+        x = layers.Add(dtype=dtype, name=f"{name}add")([x, inputs])
     return x
 
 
@@ -154,14 +189,15 @@ def output_layer_name(block: Block) -> str:
     return f"{block.name}add" if block.has_residual else f"{block.name}project_bn"
 
 
-def classifier(x, classes: int, activation, dropout_rate: float):
+def classifier(x, classes: int, activation, dropout_rate: float,
+               options: LayerOptions = LayerOptions()):
     """Global average pool -> dropout -> dense, as keras.applications names them."""
-    x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    x = layers.GlobalAveragePooling2D(dtype=options.dtype_policy, name="avg_pool")(x)
     if dropout_rate > 0:
-        x = layers.Dropout(dropout_rate, name="top_dropout")(x)
+        x = layers.Dropout(dropout_rate, dtype=options.dtype_policy, name="top_dropout")(x)
     # Under a mixed-precision policy the classifier computes in float32 for a stable softmax.
-    policy = keras.mixed_precision.dtype_policy()
-    dtype = "float32" if policy.compute_dtype != policy.variable_dtype else None
+    policy = dtype_policy(options.dtype_policy)
+    dtype = "float32" if policy.compute_dtype != policy.variable_dtype else policy.name
     return layers.Dense(
         classes,
         activation=activation,
@@ -169,237 +205,3 @@ def classifier(x, classes: int, activation, dropout_rate: float):
         dtype=dtype,
         name="predictions",
     )(x)
-
-
-# --- Rematerialization of whole MBConv blocks -------------------------------------------------
-#
-# Training keeps every layer output of every block for the backward pass; in EfficientNet most
-# of them are the expanded (6x wider) tensors of the high-resolution stages. With ``remat`` a
-# block keeps only its input: its interior is recomputed in the backward pass
-# (``keras.remat``, i.e. ``tf.recompute_grad`` on TensorFlow). The model stays the functional
-# graph of keras.applications-named layers (weights, ``get_layer``, feature maps unchanged);
-# only its training-time ``call`` runs each chosen block as one rematerialized function.
-# Sources: ``keras.remat`` is ``tf.recompute_grad`` on TensorFlow (Keras 3.9+,
-# ``keras/src/backend/tensorflow/core.py``), which recomputes ``f`` after the upstream gradient
-# arrives (a data dependency, so graph mode and XLA do not hoist it); it replays ``f`` as is,
-# state updates and random draws included (TensorFlow ``ops/custom_gradient.py``), hence the
-# StatelessScope below. TensorFlow only: on JAX the state updates inside the call would not trace.
-# Inside the recomputed blocks, and in the stem (which is not recomputed), the widest conv +
-# batch norm + swish triples have a backward pass that keeps only the convolution's input and
-# runs a batch slice at a time (``fused_backward.conv_batch_norm_swish``): B0's peak was there.
-
-REMAT_CHOICES = (False, "all", "high_res")
-# "high_res": the stages before the first stride-16 stage (strides 2, 4, 8; B0 stages 1-3),
-# where the large activations are: ``benchmarks/train_memory.py``.
-HIGH_RES_STAGES = (1, 2, 3)
-_BLOCK_NAME = re.compile(r"^block(\d+)[a-z]+_")
-_STEM = "stem_"
-# Fused from this many convolution outputs per image: the stem and the expansions (1 x 1) from
-# 112 x 112 x 32 (on B0 at 224 px: the stem, block2a's expansion at 112 x 112 x 96, and the 56 x
-# 56 x 144 expansions of block2b and block3a); depthwise convolutions from 112 x 112 x 96 (none
-# on B0 at 224 px; their recomputation costs more). Measured (``benchmarks/train_memory.py``,
-# B0 float32, batch 32): with only block2a's expansion fused, 0.55-0.56 of keras.applications'
-# process memory; with these, 0.48-0.50; with every triple of 112 x 112 x 24 and up, the same
-# memory at 1.5x keras.applications' step time (each fused triple adds graph and slower
-# element-wise steps).
-FUSE_MIN_ELEMENTS = 112 * 112 * 32
-FUSE_MIN_DEPTHWISE_ELEMENTS = 112 * 112 * 96
-
-
-def check_remat(remat):
-    """``remat`` normalized to one of ``REMAT_CHOICES`` (True means "all")."""
-    if remat is None or remat is False:
-        return False
-    if remat is True:
-        return "all"
-    if not isinstance(remat, str) or remat not in REMAT_CHOICES:
-        raise ValueError(f"remat must be one of {REMAT_CHOICES} or True, got {remat!r}")
-    return remat
-
-
-def functional_model(inputs, outputs, name: str, remat=False) -> keras.Model:
-    """A plain functional ``keras.Model``, or with ``remat`` an ``EfficientNetModel`` (same
-    graph and layers) whose training call rematerializes the chosen blocks."""
-    remat = check_remat(remat)
-    if not remat:
-        return keras.Model(inputs, outputs, name=name)
-    return EfficientNetModel(inputs, outputs, name=name, remat=remat)
-
-
-class _Segment(NamedTuple):
-    """Consecutive layers run together: one block to rematerialize (``block`` its name), or a
-    single layer run as usual (``block`` None). ``inputs``: the layers' input structures;
-    ``source``, ``output``: the segment's one input and one output (symbolic tensors);
-    ``fused``: positions of the convolutions that run with the next two layers (batch norm,
-    swish) as one ``fused_backward.conv_batch_norm_swish``; ``recompute``: False for the stem,
-    whose fused triple is its only change."""
-
-    block: str | None
-    layers: list
-    inputs: list
-    source: object
-    output: object
-    fused: frozenset = frozenset()
-    recompute: bool = True
-
-
-class _Plan:
-    """The segments of a model; a plain holder, so Keras neither tracks nor saves it."""
-
-    def __init__(self, segments):
-        self.segments = segments
-
-
-@keras.saving.register_keras_serializable(package="effnet_tf")
-class EfficientNetModel(keras.Model):
-    """A functional EfficientNet whose training call rematerializes whole MBConv blocks.
-
-    Only ``call(..., training=True)`` differs from ``keras.Model``'s; inference, layers,
-    weights and the saved config are the same graph (``.keras`` files record ``remat``).
-
-    Two things ``keras.remat`` alone gets wrong here (the recomputation runs the block again,
-    state included): batch-norm moving statistics would be updated twice per step, and the
-    stochastic-depth ``Dropout`` would draw a new mask (its seed advances), so gradients would
-    belong to another network. Each block therefore runs inside a ``keras.StatelessScope``
-    that starts from the block's state (moving statistics, seeds) as it was before the step;
-    the forward pass's state updates are applied once after it, the recomputation's dropped.
-    """
-
-    def __init__(self, inputs, outputs, name=None, **kwargs):
-        remat = check_remat(kwargs.pop("remat", "all"))
-        super().__init__(inputs, outputs, name=name, **kwargs)
-        self.remat = remat
-        self._remat_plan = _Plan(self._segments())
-
-    def get_config(self):
-        return {**super().get_config(), "remat": self.remat}
-
-    @property
-    def remat_blocks(self) -> list[str]:
-        """The blocks recomputed in the backward pass (``["block1a_", "block2a_", ...]``)."""
-        return [s.block for s in self._remat_plan.segments if s.block and s.recompute]
-
-    def _segments(self) -> list[_Segment]:
-        stages = None if self.remat == "all" else HIGH_RES_STAGES
-        segments = []
-        for layer in self.layers:
-            if isinstance(layer, layers.InputLayer):
-                continue
-            match = _BLOCK_NAME.match(layer.name)
-            block = match and (stages is None or int(match.group(1)) in stages) and match.group(0)
-            block = block or None
-            if layer.name.startswith(_STEM):
-                block = _STEM
-            if block and segments and segments[-1].block == block:
-                segments[-1].layers.append(layer)
-                segments[-1].inputs.append(layer.input)
-            else:
-                if block and any(s.block == block for s in segments):
-                    raise ValueError(f"the layers of block {block!r} are not consecutive")
-                segments.append(_Segment(block, [layer], [layer.input], None, None,
-                                         recompute=block != _STEM))
-        return [_with_ends(s) if s.block else s for s in segments]
-
-    def call(self, inputs, training=None, mask=None, **kwargs):
-        if training is not True or mask is not None or kwargs:
-            return super().call(inputs, training=training, mask=mask, **kwargs)
-        values = {id(self.inputs[0]): keras.ops.convert_to_tensor(inputs)}
-        for segment in self._remat_plan.segments:
-            if segment.block is None:
-                _run(segment, values, training)
-            elif not segment.recompute:
-                _run(segment, values, training, fuse=True)
-            else:
-                values[id(segment.output)] = _remat_run(segment, values[id(segment.source)],
-                                                        training)
-        outputs = [values[id(t)] for t in self.outputs]
-        return outputs[0] if len(outputs) == 1 else outputs
-
-
-def _with_ends(segment: _Segment) -> _Segment:
-    """Fills in the one tensor a segment reads from outside and the one it hands on."""
-    produced = {id(layer.output) for layer in segment.layers}
-    sources = {id(t): t for struct in segment.inputs for t in keras.tree.flatten(struct)
-               if id(t) not in produced}
-    if len(sources) != 1:
-        raise ValueError(f"segment {segment.block or segment.layers[0].name!r} reads "
-                         f"{len(sources)} outside tensors, not 1")
-    segment = segment._replace(source=next(iter(sources.values())),
-                               output=segment.layers[-1].output)
-    return segment._replace(fused=_fusable(segment))
-
-
-def _fusable(segment: _Segment) -> frozenset:
-    """Positions ``i`` where ``layers[i:i + 3]`` is a float32 convolution without bias or
-    activation, a per-replica BatchNormalization and a swish ``Activation``, each read only by
-    the next, with at least ``FUSE_MIN_ELEMENTS`` convolution outputs per image
-    (``FUSE_MIN_DEPTHWISE_ELEMENTS`` for a depthwise one)."""
-    readers = {}
-    for layer, struct in zip(segment.layers, segment.inputs):
-        for t in keras.tree.flatten(struct):
-            readers.setdefault(id(t), []).append(layer)
-    fused = set()
-    for i, (conv, bn, act) in enumerate(zip(segment.layers, segment.layers[1:],
-                                            segment.layers[2:])):
-        if (isinstance(conv, (layers.Conv2D, layers.DepthwiseConv2D)) and not conv.use_bias
-                and conv.activation is keras.activations.linear
-                and isinstance(conv.input, keras.KerasTensor)
-                and isinstance(bn, layers.BatchNormalization) and not bn.synchronized
-                and bn.center and bn.scale
-                and isinstance(act, layers.Activation)
-                and act.activation is keras.activations.silu
-                and {conv.compute_dtype, bn.compute_dtype, act.compute_dtype} == {"float32"}
-                and readers.get(id(conv.output)) == [bn] and readers.get(id(bn.output)) == [act]
-                and segment.output is not conv.output and segment.output is not bn.output
-                and None not in conv.output.shape[1:]
-                and math.prod(conv.output.shape[1:]) >= (
-                    FUSE_MIN_DEPTHWISE_ELEMENTS if isinstance(conv, layers.DepthwiseConv2D)
-                    else FUSE_MIN_ELEMENTS)):
-            fused.add(i)
-    return frozenset(fused)
-
-
-def _run(segment: _Segment, values: dict, training, fuse: bool = False) -> None:
-    """Runs a segment's layers in order on ``values`` (symbolic tensor id -> tensor), passing
-    ``training`` to those that take it (the backward pass's recomputation runs outside the
-    model call that would supply it). ``fuse``: the segment's fused triples run as
-    ``fused_backward.conv_batch_norm_swish`` in training (the same values, a lighter backward
-    pass), unless frozen (then Keras' own path)."""
-    skip = ()
-    for i, (layer, struct) in enumerate(zip(segment.layers, segment.inputs)):
-        if i in skip:
-            continue
-        args = keras.tree.map_structure(lambda t: values[id(t)], struct)
-        if (fuse and i in segment.fused and training is True and layer.trainable
-                and segment.layers[i + 1].trainable):
-            from effnet_tf.modeling import fused_backward  # TensorFlow, as remat itself
-
-            bn, activation = segment.layers[i + 1:i + 3]
-            values[id(activation.output)] = fused_backward.conv_batch_norm_swish(
-                layer, bn, activation, args)
-            skip = (i + 1, i + 2)
-            continue
-        kwargs = {"training": training} if _takes_training(layer) else {}
-        values[id(layer.output)] = layer(args, **kwargs)
-
-
-def _takes_training(layer) -> bool:
-    return "training" in inspect.signature(layer.call).parameters
-
-
-def _remat_run(segment: _Segment, x, training):
-    state = [v for layer in segment.layers for v in layer.non_trainable_variables]
-    before = [keras.ops.copy(v.value) for v in state]
-    after = []
-
-    def block(x):
-        values = {id(segment.source): x}
-        with keras.StatelessScope(state_mapping=list(zip(state, before))) as scope:
-            _run(segment, values, training, fuse=True)
-        after[:] = [scope.get_current_value(v) for v in state]
-        return values[id(segment.output)]
-
-    y = keras.remat(block)(x)
-    for variable, value in zip(state, after):  # the forward pass's updates, once
-        variable.assign(value)
-    return y

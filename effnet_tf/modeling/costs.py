@@ -60,8 +60,9 @@ def costs(
         size = _same_out(size, block.strides)
         conv(size, size, block.kernel_size, expanded, expanded, depthwise=True)
         bn(expanded)
-        conv(1, 1, 1, expanded, block.se_filters, bias=True)
-        conv(1, 1, 1, block.se_filters, expanded, bias=True)
+        if block.has_se:
+            conv(1, 1, 1, expanded, block.se_filters, bias=True)
+            conv(1, 1, 1, block.se_filters, expanded, bias=True)
         conv(size, size, 1, expanded, block.filters_out)
         bn(block.filters_out)
     conv(size, size, 1, block.filters_out, scaling.head_filters)

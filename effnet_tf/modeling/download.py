@@ -5,8 +5,10 @@ Files go through ``keras.utils.get_file`` into ``$KERAS_HOME/models`` (default
 is downloaded when the cached file is there (and matches its checksum).
 
 Two environment variables, for machines without internet and for tests:
-  * ``EFFNET_TF_WEIGHTS_URL`` replaces the ``https://storage.googleapis.com/`` prefix of every
-    URL: a mirror with the same paths (``http://host/``), or a folder (``file:///srv/w/``).
+  * ``EFFNET_TF_WEIGHTS_URL`` replaces the ``https://storage.googleapis.com/`` and
+    ``https://huggingface.co/`` prefixes of every URL: a mirror with the same paths
+    (``http://host/`` holding ``keras-applications/...``, ``cloud-tpu-checkpoints/...`` and
+    ``timm/<name>/resolve/main/model.safetensors``), or a folder (``file:///srv/w/``).
   * ``EFFNET_TF_WEIGHTS_MD5``: ``name=md5,name=md5`` overrides the expected MD5 of the files
     of those cache names (``efficientnetb0_notop.h5``, ``effnet_tf_advprop_efficientnet-b0
     .tar.gz``), for a mirror holding other files (the tests serve fixture files this way).
@@ -20,7 +22,7 @@ import os
 import tarfile
 import tempfile
 
-from effnet_tf.modeling.weight_sets import GCS
+from effnet_tf.modeling.weight_sets import GCS, HF_BASE
 
 URL_ENV = "EFFNET_TF_WEIGHTS_URL"
 MD5_ENV = "EFFNET_TF_WEIGHTS_MD5"
@@ -28,10 +30,12 @@ CACHE_SUBDIR = "models"
 
 
 def resolve_url(url: str) -> str:
-    """``url`` with its ``https://storage.googleapis.com/`` prefix replaced by the mirror."""
+    """``url`` with its host prefix (Google Cloud Storage, Hugging Face) replaced by the
+    mirror."""
     mirror = os.environ.get(URL_ENV)
-    if mirror and url.startswith(GCS):
-        return mirror.rstrip("/") + "/" + url[len(GCS):]
+    for host in (GCS, HF_BASE):
+        if mirror and url.startswith(host):
+            return mirror.rstrip("/") + "/" + url[len(host):]
     return url
 
 

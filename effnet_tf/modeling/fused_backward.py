@@ -2,7 +2,7 @@
 input and works on a slice of the batch at a time (TensorFlow only, as ``remat`` is).
 
 Where it is used: with ``remat``, for the widest conv + batch norm + swish triples
-(``blocks.FUSE_MIN_ELEMENTS``; on B0 at 224 px the stem and the expansions of block2a, 2b and
+(``remat.FUSE_MIN_ELEMENTS``; on B0 at 224 px the stem and the expansions of block2a, 2b and
 3a; block2a's is 32 x 112 x 112 x 96 at batch 32, 147 MB a tensor). There, automatic
 differentiation holds five tensors of that size at once when it reaches swish's gradient (the
 convolution's output, the batch norm's output, the incoming gradient, the sigmoid and one more

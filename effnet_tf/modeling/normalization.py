@@ -5,7 +5,11 @@ the weights were trained:
   * ``"imagenet"``: ``(x - mean) / std`` with the official ImageNet mean and standard
     deviation (the official EfficientNet preprocessing; keras.applications' files too);
   * ``"advprop"``: ``x / 127.5 - 1``, the Inception preprocessing the official AdvProp
-    checkpoints were evaluated with (tensorflow/tpu ``models/official/efficientnet``).
+    checkpoints were evaluated with (tensorflow/tpu ``models/official/efficientnet``); it
+    is also timm's mean = std = 0.5 on [0, 1] inputs;
+  * ``"lite"``: ``(x - 127) / 128``, EfficientNet-Lite's (tensorflow/tpu
+    ``models/official/efficientnet/lite/efficientnet_lite_builder.py``: ``MEAN_RGB = [127.0]
+    * 3``, ``STDDEV_RGB = [128.0] * 3``).
 Unlike keras.applications (whose Normalization layer is an identity unless ImageNet weights
 are loaded), this is right for random and loaded weights alike.
 """
@@ -16,10 +20,11 @@ from keras import layers
 
 MEAN_RGB = (0.485 * 255, 0.456 * 255, 0.406 * 255)
 STDDEV_RGB = (0.229 * 255, 0.224 * 255, 0.225 * 255)
-NORMALIZATIONS = ("imagenet", "advprop")
+LITE_MEAN, LITE_STDDEV = 127.0, 128.0
+NORMALIZATIONS = ("imagenet", "advprop", "lite")
 
 
-def for_weights(weights) -> str:
+def for_weights(weights) -> str | None:
     """The normalization weights ``weights`` expect (``weight_sets.normalization_for``)."""
     from effnet_tf.modeling.weight_sets import normalization_for
 
@@ -37,6 +42,8 @@ def normalize_layer(name: str = "normalization", kind: str = "imagenet") -> laye
         offset = [-m / s for m, s in zip(MEAN_RGB, STDDEV_RGB)]
     elif kind == "advprop":
         scale, offset = 1.0 / 127.5, -1.0
+    elif kind == "lite":
+        scale, offset = 1.0 / LITE_STDDEV, -LITE_MEAN / LITE_STDDEV
     else:
         raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {kind!r}")
     return layers.Rescaling(scale=scale, offset=offset, dtype="float32", name=name)

@@ -23,8 +23,9 @@ import re
 
 import numpy as np
 
+from effnet_tf.modeling.layer_map import BLOCK, block_order, gather
+
 EMA_SUFFIX = "/ExponentialMovingAverage"
-_BLOCK = re.compile(r"^block(\d+)([a-z{|}~]+)_(.+)$")
 _BN = ["gamma", "beta", "moving_mean", "moving_variance"]
 _FIXED = {"stem_conv": "stem/conv2d", "stem_bn": "stem/tpu_batch_normalization",
           "top_conv": "head/conv2d", "top_bn": "head/tpu_batch_normalization",
@@ -47,12 +48,10 @@ def variable_map(layers: dict[str, int], prefix: str) -> dict[str, list[str]]:
 
     ``layers`` is ``{layer name: number of weights}`` of the layers that have weights.
     """
-    blocks = sorted({m.group(1, 2) for m in map(_BLOCK.match, layers) if m},
-                    key=lambda b: (int(b[0]), b[1]))
-    index = {f"block{s}{letter}_": n for n, (s, letter) in enumerate(blocks)}
+    index = {block: n for n, block in enumerate(block_order(layers))}
     out = {}
     for name, count in layers.items():
-        match = _BLOCK.match(name)
+        match = BLOCK.match(name)
         if match:
             block = f"block{match.group(1)}{match.group(2)}_"
             expands = f"{block}expand_conv" in layers
@@ -127,33 +126,27 @@ def read(path) -> dict[str, np.ndarray]:
     return out
 
 
-def layer_arrays(model, path) -> dict[str, list[np.ndarray]]:
-    """``{layer name: arrays}`` for ``model`` from the official checkpoint at ``path``.
+def layer_arrays(layers: dict[str, int], path, optional=()) -> dict[str, list[np.ndarray]]:
+    """``{layer name: arrays}`` for ``layers`` (``{name: number of weights}``) from the
+    official checkpoint at ``path``; a layer in ``optional`` is left out if it is missing.
 
     ValueError naming the first variable the model needs that the checkpoint lacks, or the
     first checkpoint variable outside the head that no layer takes (another depth).
     """
     variables = read(path)
     prefix = checkpoint_prefix(variables)
-    wanted = variable_map({layer.name: len(layer.weights) for layer in model.layers
-                           if layer.weights}, prefix)
-    out = {}
-    for layer_name, names in wanted.items():
-        for name in names:
-            if name not in variables:
-                raise ValueError(f"checkpoint {os.fspath(path)!r} does not match model "
-                                 f"{model.name!r}: it has no variable {name!r} (for layer "
-                                 f"{layer_name!r})")
-        out[layer_name] = [variables[n] for n in names]
+    wanted = variable_map(layers, prefix)
+    out = gather(wanted, variables, optional, f"checkpoint {os.fspath(path)!r}", "variable")
     used = {n for names in wanted.values() for n in names}
     for name in variables:
         if name not in used and not name.startswith(f"{prefix}/head/"):
-            raise ValueError(f"checkpoint {os.fspath(path)!r} does not match model "
-                             f"{model.name!r}: its variable {name!r} has no layer in the model")
+            raise ValueError(f"checkpoint {os.fspath(path)!r} does not match the model: its "
+                             f"variable {name!r} has no layer in the model")
     return out
 
 
 def variant_of_scope(prefix: str) -> str | None:
-    """``"b3"`` for ``efficientnet-b3`` / ``noisy_student_efficientnet-b3``, else None."""
-    match = re.search(r"efficientnet-(b\d|l2)", prefix)
+    """``"b3"`` for ``efficientnet-b3`` / ``noisy_student_efficientnet-b3``, ``"lite2"`` for
+    ``efficientnet-lite2``, else None."""
+    match = re.search(r"efficientnet-(b\d|l2|lite\d)", prefix)
     return match.group(1) if match else None

@@ -86,8 +86,16 @@ VARIANTS: dict[str, tuple[float, float, int, float]] = {
     "b7": (2.0, 3.1, 600, 0.5),
     "b8": (2.2, 3.6, 672, 0.5),
     "l2": (4.3, 5.3, 800, 0.5),
+    # EfficientNet-Lite (tensorflow/tpu ``models/official/efficientnet/lite/
+    # efficientnet_lite_builder.py``): the same table, read with the Lite rules (``Scaling.lite``)
+    "lite0": (1.0, 1.0, 224, 0.2),
+    "lite1": (1.0, 1.1, 240, 0.2),
+    "lite2": (1.1, 1.2, 260, 0.3),
+    "lite3": (1.2, 1.4, 280, 0.3),
+    "lite4": (1.4, 1.8, 300, 0.3),
 }
 PUBLISHED = ("b0", "b1", "b2", "b3", "b4", "b5", "b6", "b7")
+LITE = ("lite0", "lite1", "lite2", "lite3", "lite4")
 
 
 def _check_positive(name: str, value: float) -> float:
@@ -131,6 +139,11 @@ class Scaling:
 
     ``source`` is ``"table"`` (published variant), ``"formula"`` (``from_phi``) or
     ``"custom"`` (explicit coefficients or overrides); ``phi`` is set for the formula only.
+
+    ``lite``: EfficientNet-Lite's rules (the official lite builder, made for int8 on mobile
+    devices): no squeeze-excite ("SE is not well supported on many lite devices"), ReLU6
+    instead of swish ("for easier quantization"), the stem's 32 and the head's 1280 filters
+    and the first and last stages' repeats not scaled, inputs normalized as ``(x - 127) / 128``.
     """
 
     name: str
@@ -140,6 +153,7 @@ class Scaling:
     dropout_rate: float
     source: str = "custom"
     phi: float | None = None
+    lite: bool = False
 
     def __post_init__(self):
         _check_positive("width_coefficient", self.width_coefficient)
@@ -150,14 +164,14 @@ class Scaling:
 
     @classmethod
     def variant(cls, name: str) -> "Scaling":
-        """The published variant ``name`` (b0..b7, b8, l2) from the table."""
+        """The published variant ``name`` (b0..b7, b8, l2, lite0..lite4) from the table."""
         key = str(name).lower().replace("efficientnet", "").replace("-", "")
         if key not in VARIANTS:
             raise ValueError(
                 f"variant must be one of {', '.join(VARIANTS)}, got {name!r}"
             )
         width, depth, resolution, dropout = VARIANTS[key]
-        return cls(key, width, depth, resolution, dropout, source="table")
+        return cls(key, width, depth, resolution, dropout, source="table", lite=key in LITE)
 
     @classmethod
     def from_phi(
@@ -228,9 +242,11 @@ class Scaling:
         """Every MBConv block of the scaled network, in order, with keras.applications names."""
         out: list[Block] = []
         for stage, spec in enumerate(base, start=1):
-            filters_in = self.round_filters(spec.filters_in)
+            # the first block reads the stem (Lite's is not scaled: 32 into lite3's block1a)
+            filters_in = self.stem_filters if stage == 1 else self.round_filters(spec.filters_in)
             filters_out = self.round_filters(spec.filters_out)
-            for j in range(self.round_repeats(spec.repeats)):
+            fixed = self.lite and stage in (1, len(base))  # Lite: first and last unscaled
+            for j in range(spec.repeats if fixed else self.round_repeats(spec.repeats)):
                 out.append(
                     Block(
                         name=f"block{stage}{chr(ord('a') + j)}_",
@@ -240,18 +256,27 @@ class Scaling:
                         expand_ratio=spec.expand_ratio,
                         filters_in=filters_in if j == 0 else filters_out,
                         filters_out=filters_out,
-                        se_ratio=spec.se_ratio,
+                        se_ratio=0.0 if self.lite else spec.se_ratio,
                     )
                 )
         return out
 
     @property
     def stem_filters(self) -> int:
-        return self.round_filters(STEM_FILTERS)
+        return STEM_FILTERS if self.lite else self.round_filters(STEM_FILTERS)
 
     @property
     def head_filters(self) -> int:
-        return self.round_filters(HEAD_FILTERS)
+        return HEAD_FILTERS if self.lite else self.round_filters(HEAD_FILTERS)
+
+    @property
+    def activation(self) -> str:
+        return "relu6" if self.lite else "swish"
+
+    @property
+    def normalization(self) -> str:
+        """The input normalization of the official weights (``modeling.normalization``)."""
+        return "lite" if self.lite else "imagenet"
 
 
 class Block(NamedTuple):
@@ -269,6 +294,10 @@ class Block(NamedTuple):
     @property
     def expanded_filters(self) -> int:
         return self.filters_in * self.expand_ratio
+
+    @property
+    def has_se(self) -> bool:
+        return self.se_ratio > 0
 
     @property
     def se_filters(self) -> int:

@@ -2,9 +2,11 @@
 
 Our layer names equal keras.applications', so its models and its HDF5 files
 (``efficientnetb0.h5``, ``efficientnetb0_notop.h5``) load directly. A set name
-(``"imagenet"``, ``"advprop"``, ... see ``weight_sets``) is fetched once into the Keras cache
-(``download``); an official TF checkpoint (``official_ckpt``) is converted once to our
-by-name HDF5 there, and read from it next time.
+(``"imagenet"``, ``"advprop"``, ``"timm"``, ... see ``weight_sets``) is fetched once into
+the Keras cache (``download``); an official TF checkpoint (``official_ckpt``) or a PyTorch
+file (``.pth``, ``.safetensors``: ``torch_ckpt``, ``torch_layouts``) is converted once to
+our by-name HDF5 there, and read from it next time. Converting fills the layers of a model
+that the caller builds (``convert(source, out, model)``): this module never builds one.
 The command line over these functions is ``python -m effnet_tf.weights`` (list, fetch,
 convert).
 
@@ -46,17 +48,36 @@ def read_h5(path) -> dict[str, list[np.ndarray]]:
     raise ValueError(f"{path} is not a Keras HDF5 weights file (no 'layer_names')")
 
 
+# The weight names of a layer kind, in Keras' order (for files written from arrays).
+_WEIGHT_NAMES = {"bn": ["gamma", "beta", "moving_mean", "moving_variance"],
+                 "dwconv": ["depthwise_kernel"]}
+# Layers a model without its head (``include_top=False``, ``features_only``) lacks, with
+# their number of weights: converted too, so one cached file serves every head.
+HEAD_LAYERS = {"top_conv": 1, "top_bn": 4, "predictions": 2}
+
+
 def save_h5(model, path) -> None:
-    """Writes ``model``'s weights by layer name in the Keras 2 HDF5 layout of
-    keras.applications' files, so that ``load`` (and older Keras) read them back by name."""
+    """Writes ``model``'s weights (a ``keras.Model``, or ``{layer name: arrays}``) by layer
+    name in the Keras 2 HDF5 layout of keras.applications' files, so that ``load`` (and
+    older Keras) read them back by name."""
+    if isinstance(model, dict):
+        layers = {name: ([f"{name}/{w}:0" for w in _weight_names(name, len(arrays))], arrays)
+                  for name, arrays in model.items()}
+    else:
+        layers = {layer.name: ([f"{layer.name}/{w.name}:0" for w in layer.weights],
+                               layer.get_weights()) for layer in model.layers}
     with h5py.File(path, "w") as f:
-        f.attrs["layer_names"] = [layer.name.encode() for layer in model.layers]
-        for layer in model.layers:
-            group = f.create_group(layer.name)
-            names = [f"{layer.name}/{w.name}:0" for w in layer.weights]
+        f.attrs["layer_names"] = [name.encode() for name in layers]
+        for layer_name, (names, values) in layers.items():
+            group = f.create_group(layer_name)
             group.attrs["weight_names"] = [n.encode() for n in names]
-            for name, value in zip(names, layer.get_weights()):
+            for name, value in zip(names, values):
                 group.create_dataset(name, data=value)
+
+
+def _weight_names(layer_name: str, count: int) -> list[str]:
+    kind = next((k for k in _WEIGHT_NAMES if layer_name.endswith(k)), None)
+    return _WEIGHT_NAMES[kind] if kind else ["kernel", "bias"][:count]
 
 
 def _strings(values) -> list[str]:
@@ -70,8 +91,9 @@ def load(model, source, *, skip_mismatch: bool = False, variant: str | None = No
 
     ``source``: a set of ``weight_sets.SETS`` (``"imagenet"``, ``"advprop"``, ...; for the
     model's variant, found from its layers unless ``variant`` is given), a by-name HDF5 file,
-    an official TF checkpoint (folder or prefix), a ``{layer: [arrays]}`` dict or a
-    ``keras.Model``. Every layer of ``model`` that has weights must find a layer of the same
+    an official TF checkpoint (folder or prefix), a PyTorch state dict file (``.pth``,
+    ``.pt``, ``.bin``, ``.safetensors``; timm's or lukemelas/efficientnet_pytorch's layout),
+    a ``{layer: [arrays]}`` dict or a ``keras.Model``. Every layer of ``model`` that has weights must find a layer of the same
     name and shapes in ``source`` (extra layers in ``source``, such as a classifier, are
     ignored). With ``skip_mismatch`` a missing or misshaped layer is skipped with a warning
     instead (e.g. a new classifier for fine-tuning). Nothing is assigned unless everything
@@ -82,7 +104,7 @@ def load(model, source, *, skip_mismatch: bool = False, variant: str | None = No
     if isinstance(source, str) and source in weight_sets.SETS:
         classes = _classes(model)  # another head and skip_mismatch: the smaller no-top file
         include_top = classes == 1000 or (classes is not None and not skip_mismatch)
-        source = pretrained_path(source, variant or variant_of(model), include_top)
+        source = pretrained_path(source, variant or variant_of(model), include_top, model)
     if isinstance(source, keras.Model):
         available = {layer.name: layer.get_weights() for layer in source.layers if layer.weights}
         where = f"model {source.name!r}"
@@ -90,8 +112,8 @@ def load(model, source, *, skip_mismatch: bool = False, variant: str | None = No
         available, where = source, "the given arrays"
     elif isinstance(source, (str, os.PathLike)):
         where = f"file {os.fspath(source)!r}"
-        if is_checkpoint(source):
-            available = official_ckpt.layer_arrays(model, source)
+        if is_checkpoint(source) or is_torch(source):
+            available = source_arrays(model, source)
             where = f"checkpoint {os.fspath(source)!r}"
         elif os.path.isfile(source):
             available = read_h5(source)
@@ -126,6 +148,27 @@ def is_checkpoint(path) -> bool:
     return os.path.isdir(path) or os.path.isfile(path + ".index")
 
 
+def is_torch(path) -> bool:
+    """Whether ``path`` names a PyTorch file (by its extension)."""
+    return os.fspath(path).endswith(TORCH_SUFFIXES)
+
+
+TORCH_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors")
+
+
+def source_arrays(model, source) -> dict[str, list[np.ndarray]]:
+    """``{layer name: arrays}`` from an official TF checkpoint or a PyTorch file, for
+    ``model``'s layers and, when ``source`` has them, the head layers ``model`` lacks."""
+    layers = {**HEAD_LAYERS, **{layer.name: len(layer.weights) for layer in model.layers
+                                if layer.weights}}
+    optional = set(HEAD_LAYERS) - {layer.name for layer in model.layers}
+    if is_torch(source):
+        from effnet_tf.modeling import torch_ckpt, torch_layouts
+
+        return torch_layouts.layer_arrays(layers, torch_ckpt.read(source), optional)
+    return official_ckpt.layer_arrays(layers, source, optional)
+
+
 def _classes(model) -> int | None:
     try:
         return model.get_layer("predictions").units
@@ -144,56 +187,62 @@ def variant_of(model) -> str:
         raise ValueError(f"model {model.name!r} is not an EfficientNet (no 'stem_conv')") from None
     blocks = {layer.name[: layer.name.index("_") + 1] for layer in model.layers
               if layer.name.startswith("block")}
+    lite = not any(layer.name.endswith("se_reduce") for layer in model.layers)
+    widths = {layer.name: layer.filters for layer in model.layers
+              if layer.name.endswith("project_conv")}
     for name in VARIANTS:
         scaling = Scaling.variant(name)
-        if stem == scaling.stem_filters and blocks == {b.name for b in scaling.blocks()}:
+        if (stem == scaling.stem_filters and lite == scaling.lite
+                and blocks == {b.name for b in scaling.blocks()}
+                and all(widths[f"{b.name}project_conv"] == b.filters_out
+                        for b in scaling.blocks())):
             return name
     raise ValueError(f"model {model.name!r} has the width and depth of no published variant "
                      f"({', '.join(VARIANTS)}), so no published weights fit it")
 
 
-def pretrained_path(set_name: str, variant: str, include_top: bool = True) -> str:
+def pretrained_path(set_name: str, variant: str, include_top: bool = True, model=None) -> str:
     """The local by-name HDF5 file of set ``set_name`` for ``variant``, fetched (and for
-    official checkpoints converted) into the Keras cache the first time."""
+    checkpoints and PyTorch files converted, filling ``model``'s layers: a model of
+    ``variant``, any head) into the Keras cache the first time."""
     entry = weight_sets.weight_file(set_name, variant)
-    if not entry.is_checkpoint:
+    if not entry.needs_conversion:
         if include_top:
             return download.fetch(entry.url, entry.md5)
         return download.fetch(entry.notop_url, entry.notop_md5)
     out = os.path.join(download.cache_dir(), f"effnet_tf_{set_name}_{variant}.h5")
     if not os.path.isfile(out):
-        # official tarballs of different sets share file names (efficientnet-b0.tar.gz)
-        tarball = download.fetch(entry.url, entry.md5,
-                                 f"effnet_tf_{set_name}_{entry.url.rsplit('/', 1)[-1]}")
-        with download.temporary_dir() as scratch:
-            convert(download.unpack_checkpoint(tarball, scratch), out, variant)
-        os.remove(tarball)  # the converted file is what is read from now on
+        if model is None:
+            raise ValueError(f"weight set {set_name!r} for {variant!r} is converted into a "
+                             "model's layers: pass the model (EfficientNet(variant, weights="
+                             "set) does)")
+        # files of different sets share names (efficientnet-b0.tar.gz, model.safetensors)
+        fetched = download.fetch(entry.url, entry.md5, entry.cache_name(set_name))
+        if entry.is_checkpoint:
+            with download.temporary_dir() as scratch:
+                convert(download.unpack_checkpoint(fetched, scratch), out, model)
+        else:
+            convert(fetched, out, model)
+        os.remove(fetched)  # the converted file is what is read from now on
     return out
 
 
-def convert(checkpoint, out_path, variant: str | None = None) -> list[str]:
-    """Writes the official checkpoint ``checkpoint`` as a by-name HDF5 file ``out_path``.
-
-    The variant defaults to the one in the checkpoint's scope name (``efficientnet-b3``); every
-    layer of that variant's model must find its variables. Returns the layers written.
-    """
-    from effnet_tf.modeling.efficientnet import EfficientNet
-
-    path = official_ckpt.checkpoint_path(checkpoint)
-    shapes = official_ckpt.variable_shapes(path)
-    prefix = official_ckpt.checkpoint_prefix(shapes)
-    variant = variant or official_ckpt.variant_of_scope(prefix)
-    if variant is None:
-        raise ValueError(f"cannot tell the variant of checkpoint {path!r} from its scope "
-                         f"{prefix!r}: pass it")
-    dense = shapes.get(f"{prefix}/head/dense/kernel")
-    model = EfficientNet(variant, include_top=dense is not None,
-                         classes=dense[1] if dense else 1000, input_shape=(None, None, 3))
-    loaded = load(model, path)
+def convert(source, out_path, model) -> list[str]:
+    """Writes an official TF checkpoint or a PyTorch file ``source`` as a by-name HDF5 file
+    ``out_path``, for ``model``'s layers (a model of the checkpoint's width and depth; every
+    layer must find its weights) and the head layers ``model`` lacks when ``source`` has
+    them. Returns the layers written. ``effnet_tf.weights.convert`` builds the model."""
+    arrays = source_arrays(model, source)
+    for layer in model.layers:  # shapes checked now (but a new head's), not when read
+        problem = (_mismatch(layer, arrays.get(layer.name))
+                   if layer.weights and layer.name != "predictions" else None)
+        if problem:
+            raise ValueError(f"{os.fspath(source)!r} does not fit model {model.name!r}: "
+                             f"layer {layer.name!r} {problem}")
     tmp = f"{out_path}.partial"
-    save_h5(model, tmp)
+    save_h5(arrays, tmp)
     os.replace(tmp, out_path)
-    return loaded
+    return list(arrays)
 
 
 def _mismatch(layer, arrays) -> str | None:

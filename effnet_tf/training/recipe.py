@@ -14,7 +14,6 @@ import keras
 import tensorflow as tf
 
 from effnet_tf.modeling.efficientnet import EfficientNet
-from effnet_tf.modeling.normalization import for_weights
 from effnet_tf.training.optimizers import RMSpropTF
 
 REFERENCE_BATCH = 256
@@ -148,21 +147,20 @@ class ExponentialMovingAverage(tf.Module):
             shadow.assign(current)
 
 
-def normalization_of(pretrained: str | None) -> str:
-    """The in-model normalization a run starts with: the pretrained set's."""
-    return for_weights(pretrained)
-
-
-def build_model(model) -> keras.Model:
-    """The logits model of a run's ``spec.ModelSpec``, in one call of the builder (in the
-    current dtype policy: the trainer sets the run's precision around it)."""
+def build_model(model, dtype_policy: str = "float32") -> keras.Model:
+    """The logits model of a run's ``spec.ModelSpec``, in one call of the builder: the
+    trainer builds it in the run's precision, evaluation and export in float32 (the same
+    layers and weights: the padding layers are the spec's, not the precision's)."""
     return EfficientNet(model.scaling(), classes=model.num_classes,
                         classifier_activation=None,
                         drop_connect_rate=model.drop_connect_rate,
                         normalization=model.normalization,
                         remat=False if model.remat == "none" else model.remat,
                         batch_norm_momentum=model.batch_norm_momentum,
-                        sync_batch_norm=model.sync_batch_norm)
+                        sync_batch_norm=model.sync_batch_norm,
+                        explicit_padding=model.explicit_padding, padding=model.padding,
+                        batch_norm_epsilon=model.batch_norm_epsilon,
+                        dtype_policy=dtype_policy)
 
 
 def set_backbone_trainable(model: keras.Model, trainable: bool, freeze_batch_norm: bool):

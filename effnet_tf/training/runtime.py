@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 
@@ -108,14 +107,3 @@ def set_determinism(seed: int, deterministic: bool) -> None:
         tf.config.experimental.enable_op_determinism()
         logging.info("Deterministic ops on, seed %d", seed)
 
-
-@contextlib.contextmanager
-def dtype_policy(name: str):
-    """Keras' global dtype policy set to ``name`` while the block builds layers, then the
-    one before it again: a run leaves no process-wide state behind."""
-    before = keras.mixed_precision.dtype_policy()
-    keras.mixed_precision.set_dtype_policy(name)
-    try:
-        yield
-    finally:
-        keras.mixed_precision.set_dtype_policy(before)

@@ -20,8 +20,8 @@ import dataclasses
 
 import ml_collections
 
+from effnet_tf.modeling import weight_sets
 from effnet_tf.modeling.scaling import Scaling
-from effnet_tf.modeling.weight_sets import normalization_for
 from pipelines import options as pipeline_options
 from pipelines.options import Augment, Mix, Preprocess
 
@@ -37,6 +37,7 @@ class ModelSpec:
     depth_coefficient: float
     image_size: int
     dropout_rate: float
+    lite: bool  # EfficientNet-Lite's rules (no squeeze-excite, ReLU6, fixed stem and head)
     num_classes: int
     drop_connect_rate: float
     normalization: str  # the in-model normalization (modeling.normalization)
@@ -44,11 +45,14 @@ class ModelSpec:
     batch_norm_momentum: float
     sync_batch_norm: bool
     pretrained: str | None
+    padding: str | None  # "same" (TensorFlow's) or "symmetric" (PyTorch's); None: the builder's
+    batch_norm_epsilon: float | None  # None: the builder's (the official 1e-3)
+    explicit_padding: bool  # ZeroPadding2D + "valid" strided convs (chosen for mixed precision)
 
     def scaling(self) -> Scaling:
         return Scaling(self.name, self.width_coefficient, self.depth_coefficient,
                        self.image_size, self.dropout_rate, source=self.scaling_source,
-                       phi=self.phi)
+                       phi=self.phi, lite=self.lite)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -169,26 +173,45 @@ def model_scaling(config) -> Scaling:
 
 
 def resolve(config, *, num_classes: int, steps_per_epoch: int | None, precision: str,
-            jit_compile, normalization: str, scaling: Scaling | None = None,
+            jit_compile, scaling: Scaling | None = None,
             data: DataSpec | None = None) -> RunSpec:
     """The config with everything the run decided: classes (from the data unless set),
-    steps per epoch (counted unless set), precision and XLA (for this machine), the
-    normalization of the pretrained weights."""
+    steps per epoch (counted unless set), precision and XLA (for this machine); and what the
+    pretrained weight set (``config.pretrained``, a set name) needs: its normalization, its
+    model's padding and batch norm epsilon, and its evaluation crop unless the config sets
+    one."""
     scaling = scaling or model_scaling(config)
+    weight_set = config.pretrained if config.pretrained in weight_sets.SETS else None
+    options = weight_sets.model_options(weight_set) if weight_set else {}
     model = ModelSpec(
         name=scaling.name, scaling_source=scaling.source, phi=scaling.phi,
         width_coefficient=scaling.width_coefficient,
         depth_coefficient=scaling.depth_coefficient, image_size=scaling.resolution,
-        dropout_rate=scaling.dropout_rate, num_classes=int(num_classes),
-        drop_connect_rate=config.drop_connect_rate, normalization=normalization,
+        dropout_rate=scaling.dropout_rate, lite=scaling.lite, num_classes=int(num_classes),
+        drop_connect_rate=config.drop_connect_rate,
+        normalization=weight_sets.normalization_for(config.pretrained) or scaling.normalization,
         remat=config.remat, batch_norm_momentum=config.batch_norm_momentum,
-        sync_batch_norm=config.sync_batch_norm, pretrained=config.pretrained)
+        sync_batch_norm=config.sync_batch_norm, pretrained=config.pretrained,
+        padding=options.get("padding"), batch_norm_epsilon=options.get("batch_norm_epsilon"),
+        explicit_padding=str(precision).startswith("mixed"))
+    data = data or data_of(config)
+    if weight_set and data.preprocess.eval_crop_fraction is None:
+        data = dataclasses.replace(data, preprocess=dataclasses.replace(
+            data.preprocess, eval_crop_fraction=_set_crop(weight_set, scaling)))
     optim = OptimSpec(**{f.name: config[f.name] for f in dataclasses.fields(OptimSpec)
                          if f.name != "steps_per_epoch"}, steps_per_epoch=steps_per_epoch)
     runtime = RuntimeSpec(**{f.name: config[f.name] for f in dataclasses.fields(RuntimeSpec)
                              if f.name not in ("precision", "jit_compile")},
                           precision=precision, jit_compile=jit_compile)
-    return RunSpec(model, data or data_of(config), optim, runtime)
+    return RunSpec(model, data, optim, runtime)
+
+
+def _set_crop(weight_set: str, scaling: Scaling):
+    """The eval crop the set's variant was evaluated with (timm's sets: their crop_pct); the
+    official rule (None) for another scaling."""
+    if scaling.source != "table" or scaling.name not in weight_sets.get(weight_set).files:
+        return None
+    return weight_sets.preprocessing(weight_set, scaling.name)["crop_fraction"]
 
 
 def from_json(saved: dict, where: str) -> RunSpec:
@@ -234,5 +257,4 @@ def migrate(saved: dict) -> RunSpec:
     precision = "mixed_float16" if identity.get("loss_scaling") else config.mixed_precision
     return resolve(config, num_classes=identity["num_classes"],
                    steps_per_epoch=None, precision=precision,
-                   jit_compile=config.jit_compile,
-                   normalization=normalization_for(config.pretrained))
+                   jit_compile=config.jit_compile)

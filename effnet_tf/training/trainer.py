@@ -77,16 +77,14 @@ class Trainer:
         steps_per_epoch = config.steps_per_epoch or self._steps_per_epoch_of_data()
         self.spec = spec_lib.resolve(
             config, num_classes=self.data.num_classes, steps_per_epoch=steps_per_epoch,
-            precision=precision, jit_compile=jit,
-            normalization=recipe.normalization_of(config.pretrained), scaling=scaling,
-            data=data)
+            precision=precision, jit_compile=jit, scaling=scaling, data=data)
         self.steps_per_epoch = steps_per_epoch
         self.total_steps = self.spec.optim.epochs * steps_per_epoch
         self.run_dir.check_compatible(self.spec)
 
         optim, model = self.spec.optim, self.spec.model
-        with self.strategy.scope(), runtime.dtype_policy(precision):
-            self.model = recipe.build_model(model)
+        with self.strategy.scope():
+            self.model = recipe.build_model(model, dtype_policy=precision)
             if model.pretrained:
                 from effnet_tf.modeling import weights
                 weights.load(self.model, model.pretrained, skip_mismatch=True)

@@ -96,3 +96,26 @@ def test_latency_times_the_interpreter(float32):
     timing = tflite_latency(float32, batch_size=3, min_runs=4, max_runs=4, min_seconds=0)
     assert timing.runs == 4 and timing.batch_size == 3
     assert 0 < timing.min_ms <= timing.median_ms <= timing.p90_ms
+
+
+@pytest.mark.slow  # a conversion of its own (~15 s on 2 shared cores)
+def test_lite_int8_has_no_sigmoid_and_quantizes_weights_per_channel():
+    """What makes Lite quantize well is kept: no LOGISTIC (no swish, no squeeze-excite gate;
+    ReLU6 fuses into the convolutions), and every convolution's weights with one scale per
+    output channel (TFLite's default for full-integer models)."""
+    model = effnet_tf.EfficientNet(Scaling("tiny_lite", 0.25, 0.25, 32, 0.2, lite=True),
+                                   classes=4)
+    calibration = colour_batches(32, False, classes=4, examples=16)
+    int8 = tflite.convert(model, quantization="int8", representative_data=calibration)
+    assert "LOGISTIC" not in op_names(int8)
+    convs = [layer for layer in model.layers
+             if isinstance(layer, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D))]
+    per_channel = []
+    for tensor in tflite.interpreter(int8).get_tensor_details():
+        scales = tensor["quantization_parameters"]["scales"]
+        if tensor["dtype"] == np.int8 and len(tensor["shape"]) == 4 and len(scales) > 1:
+            axis = tensor["quantization_parameters"]["quantized_dimension"]
+            assert len(scales) == tensor["shape"][axis]
+            per_channel.append(tensor["shape"][axis])
+    assert sorted(per_channel) == sorted(layer.kernel.shape[-1] if isinstance(
+        layer, keras.layers.Conv2D) else layer.kernel.shape[2] for layer in convs)

@@ -46,21 +46,30 @@ def test_shipped_md5s_and_urls_equal_the_installed_keras_applications():
 
 def test_catalogue_covers_every_published_set():
     assert {s: list(ws.files) for s, ws in weight_sets.SETS.items()} == {
-        "imagenet": [f"b{i}" for i in range(8)],
+        "imagenet": [f"b{i}" for i in range(8)] + [f"lite{i}" for i in range(5)],
         "baseline": [f"b{i}" for i in range(6)],
         "autoaugment": [f"b{i}" for i in range(8)],
         "randaugment": ["b5", "b7"],
         "advprop": [f"b{i}" for i in range(9)],
         "noisy-student": [f"b{i}" for i in range(8)] + ["l2"],
         "noisy-student-475": ["l2"],
+        "timm": [f"b{i}" for i in range(6)] + ["lite0"],
+        "timm-ra4": ["b0", "b1"],
     }
     ns = weight_sets.SETS["noisy-student"].files
     assert ns["b3"].url == ("https://storage.googleapis.com/cloud-tpu-checkpoints/efficientnet/"
                             "noisystudent/noisy_student_efficientnet-b3.tar.gz")
     assert weight_sets.SETS["noisy-student-475"].files["l2"].resolution == 475
-    # no checksums are published for the official tarballs
-    assert {f.md5 for s in weight_sets.SETS.values() if s.name != "imagenet"
-            for f in s.files.values()} == {None}
+    assert weight_sets.SETS["randaugment"].files["b7"].top1 == 84.7
+    lite2 = weight_sets.SETS["imagenet"].files["lite2"]
+    assert lite2.url == ("https://storage.googleapis.com/cloud-tpu-checkpoints/efficientnet/"
+                         "lite/efficientnet-lite2.tar.gz")
+    assert (lite2.resolution, lite2.top1, lite2.int8_top1) == (260, 77.6, 77.0)
+    assert weight_sets.SETS["timm"].files["b3"].url == (
+        "https://huggingface.co/timm/efficientnet_b3.ra2_in1k/resolve/main/model.safetensors")
+    # no checksums are published for the official tarballs and the Hugging Face files
+    assert {f.md5 for s in weight_sets.SETS.values() for f in s.files.values()
+            if not f.url.endswith(".h5")} == {None}
 
 
 def test_list_command_prints_the_catalogue(capsys):
@@ -72,7 +81,9 @@ def test_list_command_prints_the_catalogue(capsys):
     assert list(rows) == list(weight_sets.SETS)
     assert "b8" in rows["advprop"] and "85.5" in rows["advprop"]
     assert "475" in rows["noisy-student-475"] and "88.2" in rows["noisy-student-475"]
-    assert "84.0, 84.3" in rows["imagenet"] and rows["imagenet"].endswith("keras.applications")
+    assert "84.0, 84.3, 75.1 (int8 74.4)" in rows["imagenet"]
+    assert rows["imagenet"].endswith("keras.applications, tensorflow/tpu (lite)")
+    assert "77.7, 78.8, 80.6, 82.3, 83.5, 85.9, 75.5" in rows["timm"]
 
 
 def test_command_errors_are_one_line_with_exit_code_2(capsys):
@@ -93,7 +104,9 @@ def test_command_errors_are_one_line_with_exit_code_2(capsys):
     ({"weights": "imagenet", "classes": 5},
      r"weights='imagenet' with include_top=True needs classes=1000 .*got classes=5"),
     ({"variant": 1.5, "weights": "advprop"},
-     r"weights='advprop' needs the width and depth of a published variant"),
+     r"weights='advprop' needs the width and depth \(and family\) of a published variant"),
+    ({"variant": "lite1", "weights": "advprop"},
+     r"weight set 'advprop' has no 'lite1' weights"),
 ])
 def test_bad_weights_arguments_name_the_value(kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -361,3 +374,28 @@ def test_readme_catalogue_is_the_shipped_table():
     rows = [tuple(cell.strip() for cell in line.strip("|").split("|"))
             for line in section.splitlines() if line.startswith("| ") and "---" not in line]
     assert rows[1:] == weight_sets.table()
+
+
+def test_official_lite_set_converts_through_the_mirror_with_lites_normalization(
+        cache, monkeypatch, tmp_path):
+    """``weights="imagenet"`` for lite0: the official ``lite/efficientnet-lite0.tar.gz``
+    (here an official-format checkpoint of random weights, scope ``efficientnet-lite0``, no
+    squeeze-excite variables), converted once; the model normalizes as ``(x - 127) / 128``."""
+    source = effnet_tf.EfficientNetLite0(input_shape=(64, 64, 3), classifier_activation=None)
+    randomize(source)
+    ckpt = tmp_path / "efficientnet-lite0"
+    ckpt.mkdir()
+    write_official_checkpoint(source, str(ckpt / "model.ckpt"), scope="efficientnet-lite0")
+    tarball = tmp_path / "mirror" / "cloud-tpu-checkpoints" / "efficientnet" / "lite"
+    tarball.mkdir(parents=True)
+    with tarfile.open(tarball / "efficientnet-lite0.tar.gz", "w:gz") as archive:
+        archive.add(ckpt, arcname="efficientnet-lite0")
+    monkeypatch.setenv(download.URL_ENV, (tmp_path / "mirror").as_uri() + "/")
+    model = effnet_tf.EfficientNetLite0(weights="imagenet", input_shape=(64, 64, 3),
+                                        classifier_activation=None)
+    assert sorted(os.listdir(cache)) == ["effnet_tf_imagenet_lite0.h5"]
+    assert model.get_layer("normalization").get_config()["scale"] == pytest.approx(1 / 128)
+    x = np.random.default_rng(0).uniform(0, 255, (1, 64, 64, 3)).astype("float32")
+    np.testing.assert_allclose(model(x), source(x), rtol=1e-5, atol=1e-5)
+    assert weights_command.main(["convert", str(ckpt), str(tmp_path / "lite0.h5")]) == 0
+    assert "block1a_se_reduce" not in weights.read_h5(tmp_path / "lite0.h5")

@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 import effnet_tf
-from effnet_tf.modeling import blocks
+from effnet_tf.modeling import remat
 from effnet_tf.modeling import weights as weights_lib
 from effnet_tf.modeling.scaling import Scaling
 
@@ -116,8 +116,8 @@ def fuse_everywhere(monkeypatch):
     """Every conv + batch norm + swish of the recomputed blocks and the stem gets the sliced
     backward pass (``fused_backward.conv_batch_norm_swish``), not only the widest ones of large
     inputs, so the small test models exercise it."""
-    monkeypatch.setattr(blocks, "FUSE_MIN_ELEMENTS", 0)
-    monkeypatch.setattr(blocks, "FUSE_MIN_DEPTHWISE_ELEMENTS", 0)
+    monkeypatch.setattr(remat, "FUSE_MIN_ELEMENTS", 0)
+    monkeypatch.setattr(remat, "FUSE_MIN_DEPTHWISE_ELEMENTS", 0)
 
 
 def fused_sites(model):
@@ -223,7 +223,7 @@ def test_which_blocks_are_recomputed():
                      "block3a_expand_conv"]
     assert fused_sites(effnet_tf.EfficientNet("b0", input_shape=(64, 64, 3), remat=True)) == 0
     assert not isinstance(effnet_tf.EfficientNet(TINY, remat=False),
-                          effnet_tf.modeling.blocks.EfficientNetModel)
+                          effnet_tf.modeling.remat.EfficientNetModel)
 
 
 def test_layer_names_and_weights_load_by_name(tmp_path):
@@ -266,7 +266,7 @@ def test_keras_file_round_trip_keeps_remat(tmp_path):
     path = tmp_path / "small.keras"
     model.save(path)
     loaded = keras.models.load_model(path, safe_mode=True)
-    assert isinstance(loaded, effnet_tf.modeling.blocks.EfficientNetModel)
+    assert isinstance(loaded, effnet_tf.modeling.remat.EfficientNetModel)
     assert loaded.remat == "high_res"
     assert loaded.remat_blocks == model.remat_blocks
     assert [layer.name for layer in loaded.layers] == [layer.name for layer in model.layers]

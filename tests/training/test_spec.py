@@ -22,8 +22,7 @@ def test_a_spec_reads_back_as_it_was_written():
     config.update(variant="b4", eval_crop_fraction="none", augment="randaugment",
                   mixup_alpha=0.2, data_service="grpc://127.0.0.1:5050")
     spec = spec_lib.resolve(config, num_classes=7, steps_per_epoch=11,
-                            precision="mixed_bfloat16", jit_compile=True,
-                            normalization="imagenet")
+                            precision="mixed_bfloat16", jit_compile=True)
     assert spec.model.image_size == 380 and spec.eval_preprocess().image_size == 380
     saved = json.loads(json.dumps(spec.to_json(config, ["a", "b"])))
     assert saved["format_version"] == spec_lib.FORMAT_VERSION
@@ -70,7 +69,7 @@ def test_validation_and_the_spec_take_their_defaults_from_the_modules_that_own_t
 
     config = get_config()
     spec = spec_lib.resolve(config, num_classes=1000, steps_per_epoch=1, precision="float32",
-                            jit_compile=False, normalization="imagenet")
+                            jit_compile=False)
     assert spec.data.preprocess == options.Preprocess()  # every official default
     assert spec.data.augment == options.Augment("autoaugment")
     with pytest.raises(ValueError, match="crop_area_range"):
