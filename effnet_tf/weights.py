@@ -6,7 +6,7 @@
     python -m effnet_tf.weights convert x.pth out.h5        # PyTorch: timm's or lukemelas'
     python -m effnet_tf.weights convert x.safetensors out.h5 --variant lite0
 
-The loading functions live in ``effnet_tf.modeling.weights`` and are importable from here as
+The loading functions live in ``effnet_tf.modeling.weight_loading`` and are importable from here as
 before (``effnet_tf.weights.load(model, "imagenet")``); ``convert`` here builds the model
 that the library's converter fills.
 """
@@ -18,7 +18,7 @@ import os
 import sys
 
 from effnet_tf.modeling import weight_sets
-from effnet_tf.modeling.weights import (is_checkpoint, is_torch, load, pretrained_path, read_h5,
+from effnet_tf.modeling.weight_loading import (is_checkpoint, is_torch, load, pretrained_path, read_h5,
                                         save_h5, variant_of)
 
 __all__ = ["convert", "fetch", "is_checkpoint", "load", "main", "pretrained_path", "read_h5",
@@ -83,7 +83,7 @@ def convert(source, out_path, variant: str | None = None) -> list[str]:
     ``variant``: default from the checkpoint's scope name (``efficientnet-b3``) or from the
     PyTorch state dict's widths and depth. Every layer of the variant's model must find its
     weights. Returns the layers written."""
-    from effnet_tf.modeling import weights as weights_lib
+    from effnet_tf.modeling import weight_loading as weights_lib
     from effnet_tf.modeling.efficientnet import EfficientNet
 
     found, classes = _source_shape(source)

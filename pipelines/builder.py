@@ -135,6 +135,7 @@ def build(
     drop_remainder = training if batching.drop_remainder is None else bool(
         batching.drop_remainder)
     repeat = training if batching.repeat is None else bool(batching.repeat)
+    shuffle = training if batching.shuffle is None else bool(batching.shuffle)
     num_classes = num_classes or source.num_classes
     dtype = tf.as_dtype(batching.dtype).name if isinstance(batching.dtype, tf.DType) else (
         batching.dtype)
@@ -147,12 +148,12 @@ def build(
     deterministic = seed is not None or not training
 
     records = source.records(
-        split, shuffle_files=training, input_context=input_context, seed=seed
+        split, shuffle_files=shuffle, input_context=input_context, seed=seed
     )
     records = check_labels(records, num_classes, source.name)
     if batching.cache:
         records = records.cache("" if batching.cache is True else str(batching.cache))
-    if training:
+    if shuffle:
         records = records.shuffle(
             batching.shuffle_buffer, seed=derive_seed(seed, "examples", pipeline_id),
             reshuffle_each_iteration=True,

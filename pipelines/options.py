@@ -198,7 +198,9 @@ class Service:
 
 @dataclasses.dataclass(frozen=True)
 class Batching:
-    """Order and batching: ``repeat`` and ``drop_remainder`` default to ``training``;
+    """Order and batching: ``repeat``, ``drop_remainder`` and ``shuffle`` (files and records)
+    default to ``training`` (a shuffled one-pass evaluation pipeline: calibration images
+    from all over a sorted split);
     ``pad_remainder`` fills the last eval batch with blanks of weight 0 (static shapes, none
     dropped); ``cache`` True (memory) or a file path; ``dtype`` of the images; ``one_hot``
     labels."""
@@ -206,6 +208,7 @@ class Batching:
     drop_remainder: bool | None = None
     pad_remainder: bool = False
     repeat: bool | None = None
+    shuffle: bool | None = None
     shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER
     cache: bool | str = False
     dtype: str = "float32"

@@ -48,10 +48,8 @@ def export_run(model_dir: str, fmt: str, output: str, calibration_batches: int =
         if quantization == "int8":
             from effnet_tf.training.data import RunData
 
-            # Calibration images: the training split, prepared as the model takes images.
             data = RunData.of_spec(trained.spec, model_dir)
-            representative = data.dataset(trained.spec.data.train_split, False, 8).map(
-                lambda x, y: x).take(calibration_batches)
+            representative = data.calibration_images(calibration_batches)
         blob = tflite.convert(model, quantization=quantization,
                               representative_data=representative)
         with open(output, "wb") as f:

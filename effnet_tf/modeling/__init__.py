@@ -5,6 +5,6 @@ pipelines can use them cheaply; ``blocks``, ``normalization`` and ``efficientnet
 network with Keras only (no TensorFlow import, so it also builds under ``KERAS_BACKEND=jax``);
 ``remat`` (with ``fused_backward``, TensorFlow only) recomputes blocks in training;
 ``weight_sets``, ``download``, ``official_ckpt``, ``torch_ckpt``, ``torch_layouts``,
-``layer_map`` and ``weights`` load published weights (official TF checkpoints, PyTorch files
-without PyTorch). Nothing here imports from the rest of ``effnet_tf``.
+``layer_map`` and ``weight_loading`` load published weights (official TF checkpoints,
+PyTorch files without PyTorch). Nothing here imports from the rest of ``effnet_tf``.
 """

@@ -8,7 +8,7 @@ import keras
 from keras import layers
 
 from effnet_tf.modeling import blocks, remat as remat_lib, weight_sets
-from effnet_tf.modeling import weights as weights_lib
+from effnet_tf.modeling import weight_loading as weights_lib
 from effnet_tf.modeling.normalization import for_weights, normalize_layer
 from effnet_tf.modeling.scaling import MIN_IMAGE_SIZE, VARIANTS, Scaling, survival_prob
 
@@ -97,7 +97,7 @@ def _check_weight_set(weights, scaling, include_top, classes) -> weight_sets.Wei
         raise ValueError(
             f"weights={weights!r} with include_top=True needs classes=1000 (its classifier), "
             f"got classes={classes}; use include_top=False to add your own head, or "
-            f"effnet_tf.modeling.weights.load(model, {weights!r}, skip_mismatch=True)")
+            f"effnet_tf.modeling.weight_loading.load(model, {weights!r}, skip_mismatch=True)")
     return entry
 
 

@@ -167,6 +167,17 @@ class RunData:
             seed=self.seed if self.deterministic or training else None,
             skip_counter=self.skip_counter(training))
 
+    def calibration_images(self, batches: int, batch_size: int = 8):
+        """``batches`` batches of training images (no labels) for int8 calibration, prepared
+        as the model takes images (the eval preprocessing) and drawn from all over the split
+        (shuffled with the run's seed: a folder's files are sorted by class)."""
+        return pipelines.build(
+            self.source, self.data.train_split, image_size=self.image_size,
+            batch_size=batch_size, training=False, preprocess=self.data.preprocess,
+            batching=pipelines.Batching(shuffle=True), num_classes=self.num_classes,
+            seed=self.seed, skip_counter=self.skip_counter(False),
+        ).map(lambda images, labels: images).take(batches)
+
     def train_dataset(self, input_context: tf.distribute.InputContext, batch_size: int):
         """The endless training pipeline of one input pipeline, batches of ``batch_size``."""
         return self.dataset(self.data.train_split, True, batch_size, input_context)

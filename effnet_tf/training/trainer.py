@@ -86,8 +86,8 @@ class Trainer:
         with self.strategy.scope():
             self.model = recipe.build_model(model, dtype_policy=precision)
             if model.pretrained:
-                from effnet_tf.modeling import weights
-                weights.load(self.model, model.pretrained, skip_mismatch=True)
+                from effnet_tf.modeling import weight_loading
+                weight_loading.load(self.model, model.pretrained, skip_mismatch=True)
             self.optimizer = recipe.create_optimizer(optim, steps_per_epoch, precision)
             self.optimizer.build(self.model.trainable_variables)
             self.ema = (recipe.ExponentialMovingAverage(self.model, optim.ema_decay)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import effnet_tf
-from effnet_tf.modeling import weights
+from effnet_tf.modeling import weight_loading as weights
 from tests import REPO
 
 pytest.importorskip("jax")

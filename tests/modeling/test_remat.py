@@ -9,7 +9,7 @@ import tensorflow as tf
 
 import effnet_tf
 from effnet_tf.modeling import remat
-from effnet_tf.modeling import weights as weights_lib
+from effnet_tf.modeling import weight_loading as weights_lib
 from effnet_tf.modeling.scaling import Scaling
 
 # Quarter width, full depth: the residual blocks of every stage, with stochastic depth.

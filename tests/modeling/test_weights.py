@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import effnet_tf
-from effnet_tf.modeling import weights
+from effnet_tf.modeling import weight_loading as weights
 from effnet_tf.modeling.scaling import PUBLISHED
 
 SIZE = 48  # small, and odd-sized (3 px) before the last stride-2 stage: both padding cases

@@ -180,7 +180,7 @@ def _weights_at(model_dir, step, config):
 
 def test_fine_tuning_trains_the_head_first_with_the_backbone_and_bn_frozen(tmp_path):
     import effnet_tf
-    from effnet_tf.modeling import weights
+    from effnet_tf.modeling import weight_loading as weights
     config = tiny_config(epochs=2, steps_per_epoch=3, checkpoint_every_steps=3,
                          freeze_backbone_epochs=1, freeze_batch_norm=True, ema_decay=0.0,
                          pretrained=str(tmp_path / "pretrained.h5"))
