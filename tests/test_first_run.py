@@ -197,12 +197,13 @@ def test_tfrecords_without_metadata_are_counted_and_0_based_labels_have_a_flag(t
     assert wrong.returncode != 0
     assert "label" in wrong.stderr and "-1" in wrong.stderr, wrong.stderr[-2000:]
 
-    out = train(tmp_path / "run", *common, "--label_offset=0")
+    # No --config.num_classes: the classes are counted from the labels the shards hold (was
+    # "classes must be an integer >= 1, got None"), with the examples, in one reading.
+    out = train(tmp_path / "run", f"--dataset={shards}", "--epochs=1", "--label_offset=0")
     assert out.returncode == 0, out.stderr[-3000:]
-    assert "Counting the examples" in out.stdout
-    assert done_line(out)["step"] == 48 // 8
-    sizes = json.load(open(tmp_path / "run" / "dataset_size.json"))
-    assert list(sizes.values()) == [48]
+    assert "  train: 48 examples\n  validation: 12 examples\n  classes: 3, counted from the " \
+        "labels the training shards hold (--config.num_classes sets them)" in out.stdout
+    assert "3 classes; 6 steps/epoch" in out.stdout and done_line(out)["step"] == 48 // 8
 
 
 def test_data_dir_is_refused_where_it_would_be_ignored(digits, tmp_path):

@@ -70,6 +70,7 @@ class Trainer:
 
         self.scaling = model_scaling(config)
         self.data = DataSpec.from_config(config, self.scaling.resolution, model_dir)
+        self.data.check()  # before any work: counts per split, a fatal finding stops here
         self.steps_per_epoch = config.steps_per_epoch or self._steps_per_epoch_of_data()
         self.total_steps = config.epochs * self.steps_per_epoch
         self.run_dir.check_compatible(self.identity())
