@@ -95,6 +95,13 @@ class Trainer:
             items["ema"] = self.ema
         if self.track_data_position:
             items["train_iterator"] = self.train_iter
+            if self.data.source is not None:  # which images of the groups in flight decoded
+                items["train_skips"] = self.data.skip_counter(True)
+        # The epoch's running sums and the per-epoch losses, so that a resumed run's
+        # summary.json equals an uninterrupted one's (JSON in a string variable).
+        self.run_state = {"epoch_sums": [0.0, 0.0, 0], "train_loss_per_epoch": []}
+        self.run_state_variable = tf.Variable("{}", dtype=tf.string, trainable=False)
+        items["run_state"] = self.run_state_variable
         self.checkpoint = tf.train.Checkpoint(**items)
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, self.run_dir.checkpoint_dir(self.strategy),
@@ -171,6 +178,8 @@ class Trainer:
         path = self.run_dir.restore_latest(self.checkpoint, self.strategy)
         if path:
             logging.info("Resumed from %s at step %d", path, self.step)
+            self.run_state.update(json.loads(self.run_state_variable.numpy().decode()))
+            self.run_dir.remove_partial_checkpoints(self.strategy)  # a write killed midway
         self.saved_step = self.step if path else None
         return self.step
 
@@ -179,6 +188,7 @@ class Trainer:
         permission) leaves no partial files and the last good checkpoint in place."""
         if self.saved_step == step:
             return
+        self.run_state_variable.assign(json.dumps(self.run_state))
         try:
             self.manager.save(checkpoint_number=step)
         except (tf.errors.OpError, OSError) as e:
@@ -224,6 +234,13 @@ class Trainer:
                 f"loss became {loss} at step {step + count}; stopped. The last good "
                 f"checkpoint ({self.manager.latest_checkpoint or 'none'}) is kept.")
         return loss, correct, seconds
+
+    def epoch_sums(self, step: int) -> list:
+        """(loss, correct predictions, steps) summed over ``step``'s epoch so far: zeros at
+        the epoch's start, the checkpointed sums when a run resumes in the middle of it."""
+        if step % self.steps_per_epoch == 0:
+            self.run_state["epoch_sums"] = [0.0, 0.0, 0]
+        return self.run_state["epoch_sums"]
 
     def skipped_train_images(self) -> int:
         return self.data.skip_counter(True).count if self.data.source is not None else 0
@@ -302,7 +319,7 @@ def _train(trainer, start_step: int, stop: StopRequests) -> dict:
     writer = tf.summary.create_file_writer(trainer.run_dir.log_dir(trainer.strategy))
     progress = Progress(trainer.total_steps, trainer.steps_per_epoch, c.epochs,
                         every_steps=c.log_every_steps)
-    step, history, epoch_losses = start_step, {}, []
+    step, history, epoch_losses = start_step, {}, trainer.run_state["train_loss_per_epoch"]
     while step < trainer.total_steps and not stop.requested:
         epoch = step // trainer.steps_per_epoch
         progress.start_epoch(epoch)
@@ -331,13 +348,13 @@ def _train_epoch(trainer, step: int, stop: StopRequests, progress: Progress, wri
     c = trainer.config
     epoch_end = min((step // trainer.steps_per_epoch + 1) * trainer.steps_per_epoch,
                     trainer.total_steps)
-    loss_sum = correct_sum = 0.0
-    seen = 0
+    loss_sum, correct_sum, seen = trainer.epoch_sums(step)
     while step < epoch_end and not stop.requested:
         count = trainer.steps_in_next_call(step, epoch_end)
         loss, correct, seconds = trainer.run_steps(step, count)
         step += count
         loss_sum, correct_sum, seen = loss_sum + loss, correct_sum + correct, seen + count
+        trainer.run_state["epoch_sums"] = [loss_sum, correct_sum, seen]
         lr = float(trainer.optimizer.learning_rate)
         images = count * c.global_batch_size
         speed = images / max(seconds, 1e-9)

@@ -70,10 +70,20 @@ def test_sigterm_saves_at_the_current_step_and_resumes_to_the_uninterrupted_weig
     summary = json.load(open(run / "summary.json"))
     assert summary["interrupted"] == "SIGTERM" and summary["step"] == step
 
+    partial = run / "checkpoints" / f"ckpt-{step + 1}_temp"  # as a kill during a write leaves
+    partial.mkdir()
+    (partial / "part-00000-of-00001.data-00000-of-00001").write_bytes(b"half")
     resumed = train(run, *args)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"resuming at step {step}" in resumed.stdout
     assert_same_weights(checkpoint_weights(tmp_path / "straight"), checkpoint_weights(run))
+    # The same summary as the uninterrupted run: the epoch's running loss and the per-epoch
+    # losses were checkpointed, and no valid image is reported as undecodable after resuming.
+    expected, got = (json.load(open(d / "summary.json")) for d in (tmp_path / "straight", run))
+    del expected["images_per_second"], got["images_per_second"]
+    assert got == expected and len(got["train_loss_per_epoch"]) == 2
+    assert got["skipped_train_images"] == 0 and "could not be decoded" not in resumed.stderr
+    assert not partial.exists()
 
 
 def test_a_second_run_on_a_live_model_dir_is_refused_and_a_stale_lock_taken_over(tmp_path):
