@@ -332,6 +332,7 @@ def _train(trainer, start_step: int, stop: StopRequests) -> dict:
         print("  " + "  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
                                for k, v in history.items()), flush=True)
     trainer.save(step)
+    writer.close()
     if not history and not stop.requested:  # resumed a finished run
         history = trainer.evaluate(c.eval_steps)
     history.update(step=step, train_loss_per_epoch=epoch_losses,
