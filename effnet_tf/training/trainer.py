@@ -95,13 +95,17 @@ class Trainer:
             items["ema"] = self.ema
         if self.track_data_position:
             items["train_iterator"] = self.train_iter
-            if self.data.source is not None:  # which images of the groups in flight decoded
-                items["train_skips"] = self.data.skip_counter(True)
         # The epoch's running sums and the per-epoch losses, so that a resumed run's
-        # summary.json equals an uninterrupted one's (JSON in a string variable).
+        # summary.json equals an uninterrupted one's (JSON in a string variable), and which
+        # images of the groups in flight decoded. Not for checkpoints written before these
+        # existed: those resume as they were saved.
         self.run_state = {"epoch_sums": [0.0, 0.0, 0], "train_loss_per_epoch": []}
         self.run_state_variable = tf.Variable("{}", dtype=tf.string, trainable=False)
-        items["run_state"] = self.run_state_variable
+        saved = self.run_dir.checkpoint_paths(self.strategy)
+        if not saved or _holds(saved[-1], "run_state"):
+            items["run_state"] = self.run_state_variable
+            if self.track_data_position and self.data.source is not None:
+                items["train_skips"] = self.data.skip_counter(True)
         self.checkpoint = tf.train.Checkpoint(**items)
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, self.run_dir.checkpoint_dir(self.strategy),
@@ -377,6 +381,15 @@ def _log_scalars(writer, step: int, values: dict) -> None:
         for name, value in values.items():
             if isinstance(value, (int, float)):
                 tf.summary.scalar(name, value)
+
+
+def _holds(checkpoint: str, item: str) -> bool:
+    """Whether ``checkpoint`` has ``item`` (one that does not read is taken to: the one before
+    it is restored, written by the same code)."""
+    try:
+        return any(name.startswith(f"{item}/") for name, _ in tf.train.list_variables(checkpoint))
+    except (tf.errors.OpError, ValueError, IndexError):
+        return True
 
 
 def _next_boundary(step: int, every: int) -> int:
