@@ -330,7 +330,6 @@ def _train(trainer, start_step: int, stop: StopRequests) -> dict:
         step, train_metrics = _train_epoch(trainer, step, stop, progress, writer)
         if stop.requested:
             break  # evaluated after the resumed run completes the epoch
-        epoch_losses.append(train_metrics["train_loss"])
         history = {"epoch": epoch + 1, **train_metrics, **trainer.evaluate(c.eval_steps)}
         _log_scalars(writer, step, {f"eval/{k}": v for k, v in history.items()})
         print("  " + "  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
@@ -360,6 +359,8 @@ def _train_epoch(trainer, step: int, stop: StopRequests, progress: Progress, wri
         step += count
         loss_sum, correct_sum, seen = loss_sum + loss, correct_sum + correct, seen + count
         trainer.run_state["epoch_sums"] = [loss_sum, correct_sum, seen]
+        if step == epoch_end:  # in the checkpoint saved at the epoch's end
+            trainer.run_state["train_loss_per_epoch"].append(loss_sum / seen)
         lr = float(trainer.optimizer.learning_rate)
         images = count * c.global_batch_size
         speed = images / max(seconds, 1e-9)
