@@ -226,6 +226,11 @@ def test_log_lines_and_skipped_images_when_stdout_is_a_file(tmp_path):
     assert len(val_warnings) == 1  # named once, though both evaluations skipped it
     summary = json.load(open(tmp_path / "run" / "summary.json"))
     assert summary["images"] == 8 and summary["skipped_images"] == 1
+    # The process ends right after Done (no teardown of TensorFlow): the logs are written.
+    tags = [value.tag for name in os.listdir(tmp_path / "run" / "logs")
+            for record in tf.data.TFRecordDataset(str(tmp_path / "run" / "logs" / name))
+            for value in tf.compat.v1.Event.FromString(record.numpy()).summary.value]
+    assert tags.count("train/loss") == 6 and tags.count("eval/top1") == 2
 
     evaluated = run_module("effnet_tf.evaluate", f"--model_dir={tmp_path / 'run'}")
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
