@@ -106,7 +106,8 @@ def check_data(source, *, train_split: str, eval_split: str, global_batch_size: 
 
 
 def identity(source, splits) -> str:
-    """What the data is, as a short hash: changes when files are added, removed or rewritten."""
+    """What the data is, as a short hash: changes when images or shards are added or removed,
+    and when a shard is rewritten (its size and time)."""
     parts = [type(source).__name__, source.name, *splits]
     if isinstance(source, FolderSource):
         for split in splits:
