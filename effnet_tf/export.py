@@ -25,6 +25,7 @@ def main(argv):
     f = flags.FLAGS
     try:
         effnet_flags.check_model_dir(f.model_dir)
+        effnet_flags.check_output(f.output)
         path = export_run(f.model_dir, f.format, f.output, f.calibration_batches)
     except (ValueError, FileNotFoundError) as e:
         effnet_flags.fail(str(e))

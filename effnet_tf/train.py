@@ -30,6 +30,7 @@ def main(argv):
 
     try:
         train_and_evaluate(config, flags.FLAGS.model_dir)
+        effnet_flags.exit_now(0)  # everything is written: no teardown of TensorFlow
     except (ValueError, FileNotFoundError) as e:
         effnet_flags.fail(str(e))
     except (NonFiniteLossError, CheckpointWriteError) as e:

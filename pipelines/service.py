@@ -61,10 +61,10 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import socket
 import sys
 import threading
 
-import tensorflow as tf
 from absl import logging
 
 MODES = ("distributed_epoch", "parallel_epochs")
@@ -73,6 +73,9 @@ DEFAULT_WORKER_TIMEOUT_MS = 10_000  # how long a silent worker counts as alive
 # TF's default is 30 s; workers learn of new jobs and tasks through heartbeats, so a job
 # starts sooner with 1 s, and a heartbeat is one small RPC.
 DEFAULT_HEARTBEAT_INTERVAL_MS = 1_000
+# How long a trainer or a worker waits for the dispatcher to answer. TensorFlow's own client
+# retries for ever: a dispatcher that is not there hung a run in register_dataset, silently.
+CONNECT_TIMEOUT_S = 30.0
 
 
 def check_address(data_service: str) -> str:
@@ -98,11 +101,41 @@ def choose_mode(data_service_mode: str | None, splittable: bool) -> str:
     return data_service_mode
 
 
-def distribute(dataset: tf.data.Dataset, data_service: str, mode: str,
-               job_name: str | None = None) -> tf.data.Dataset:
-    """``dataset`` produced by the service's workers (the consumer side of the service)."""
+def check_reachable(data_service: str, timeout_s: float = CONNECT_TIMEOUT_S) -> str:
+    """Waits at most ``timeout_s`` for a gRPC server at the address (a TCP connection, then
+    gRPC's handshake); a ``ValueError`` naming the address otherwise."""
+    import grpc  # TensorFlow's own dependency
+
+    address = check_address(data_service)
+    host, _, port = address.partition("://")[2].rpartition(":")
+    why = None
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as e:
+        why = e.strerror or str(e) or type(e).__name__
+    if why is None:
+        channel = grpc.insecure_channel(f"{host}:{port}")
+        try:
+            grpc.channel_ready_future(channel).result(timeout=timeout_s)
+        except grpc.FutureTimeoutError:
+            why = f"no gRPC answer within {timeout_s:g} s"
+        finally:
+            channel.close()
+    if why is not None:
+        raise ValueError(
+            f"no tf.data service dispatcher at {address} ({why}): start one there "
+            f"(python -m pipelines.service dispatcher --port {port}) or correct the address "
+            "(--config.data_service)")
+    return address
+
+
+def distribute(dataset, data_service: str, mode: str, job_name: str | None = None):
+    """``dataset`` produced by the service's workers (the consumer side of the service),
+    once the dispatcher answers (``check_reachable``)."""
+    import tensorflow as tf
+
     return dataset.apply(tf.data.experimental.service.distribute(
-        processing_mode=mode, service=check_address(data_service), job_name=job_name))
+        processing_mode=mode, service=check_reachable(data_service), job_name=job_name))
 
 
 # ---- the servers --------------------------------------------------------------------------
@@ -111,6 +144,8 @@ def distribute(dataset: tf.data.Dataset, data_service: str, mode: str,
 def start_dispatcher(port: int, work_dir: str | None = None,
                      worker_timeout_ms: int = DEFAULT_WORKER_TIMEOUT_MS):
     """A running ``DispatchServer`` (fault tolerant when ``work_dir`` is given)."""
+    import tensorflow as tf
+
     config = tf.data.experimental.service.DispatcherConfig(
         port=port, protocol=PROTOCOL, work_dir=work_dir, fault_tolerant_mode=bool(work_dir),
         worker_timeout_ms=worker_timeout_ms)
@@ -119,8 +154,11 @@ def start_dispatcher(port: int, work_dir: str | None = None,
 
 def start_worker(dispatcher: str, port: int = 0, worker_address: str | None = None,
                  heartbeat_interval_ms: int = DEFAULT_HEARTBEAT_INTERVAL_MS):
-    """A running ``WorkerServer`` registered with ``dispatcher`` (``host:port``)."""
-    dispatcher = check_address(dispatcher).partition("://")[2]
+    """A running ``WorkerServer`` registered with ``dispatcher`` (``host:port``), which must
+    answer within ``CONNECT_TIMEOUT_S``."""
+    dispatcher = check_reachable(dispatcher).partition("://")[2]
+    import tensorflow as tf
+
     config = tf.data.experimental.service.WorkerConfig(
         dispatcher_address=dispatcher, port=port, protocol=PROTOCOL,
         worker_address=worker_address, heartbeat_interval_ms=heartbeat_interval_ms)
@@ -166,8 +204,12 @@ def main(argv=None) -> int:
         logging.info("tf.data service dispatcher at %s (work_dir=%s, fault tolerant: %s)",
                      server.target, args.work_dir, bool(args.work_dir))
     else:
-        server = start_worker(args.dispatcher, args.port, args.worker_address,
-                              args.heartbeat_interval_ms)
+        try:
+            server = start_worker(args.dispatcher, args.port, args.worker_address,
+                                  args.heartbeat_interval_ms)
+        except ValueError as e:
+            sys.stderr.write(f"python -m pipelines.service: error: {e}\n")
+            return 2
         logging.info("tf.data service worker at %s, dispatcher %s", server._address,
                      args.dispatcher)
     stopping = threading.Event()

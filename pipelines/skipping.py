@@ -6,7 +6,11 @@ go through the preprocessing in small groups, each group its own little dataset 
 ``ignore_errors``: an error inside a group drops only that image, while errors from reading
 still surface. Each decoded image sets its bit in the group's mask (a small table); when
 the group is done, the images whose bit is missing are counted in a ``SkipCounter`` and
-named in a warning on stderr. If not one image out of the first
+named in a warning on stderr, each file once per counter (an evaluation reads its split
+again every epoch: the same bad files are not named again). The counter holds the mask
+table of its pipelines, so a checkpoint of the counter next to one of the pipeline's iterator
+resumes the groups in flight (else the images decoded before the checkpoint would count as
+skipped after it). If not one image out of the first
 ``MIN_IMAGES_BEFORE_GIVING_UP`` decodes, the source is wrong (format, not a few bad files),
 and the pipeline fails saying so (counted per pipeline).
 """
@@ -43,16 +47,26 @@ def _new_variable():
     return _outside_strategy(lambda: tf.Variable(0, dtype=tf.int64, trainable=False))
 
 
-class SkipCounter:
+def _new_table(key_dtype):
+    return _outside_strategy(
+        lambda: tf.lookup.experimental.MutableHashTable(key_dtype, tf.int64, default_value=0))
+
+
+class SkipCounter(tf.Module):
     """How many images a pipeline skipped as undecodable (exact once a group is finished).
 
     Pass one to ``pipelines.build(..., skip_counter=)`` to count one pipeline; by default
     every pipeline adds to the process-wide counter behind ``pipelines.skipped_images()``.
+    A ``tf.train.Checkpoint`` item: its counts, the files it named, and the state of the
+    pipelines that count into it.
     """
 
     def __init__(self):
+        super().__init__(name="skip_counter")
         self.skipped_variable = _new_variable()
         self.seen_variable = _new_variable()
+        self.named = _new_table(tf.string)  # files warned about already
+        self.pipelines = []  # (the pipeline's own counter, its groups' mask table)
 
     @property
     def count(self) -> int:
@@ -73,6 +87,21 @@ class SkipCounter:
 
     def __repr__(self):
         return f"SkipCounter(count={self.count}, seen={self.seen})"
+
+    def _add_pipeline(self):
+        """A new pipeline's own counter and mask table, kept (and checkpointed) here."""
+        own = (_PipelineCounter(), _new_table(tf.int64))
+        self.pipelines.append(own)
+        return own
+
+
+class _PipelineCounter(tf.Module):
+    """One pipeline's totals: for its warnings and to decide when to give up."""
+
+    def __init__(self):
+        super().__init__(name="pipeline_skips")
+        self.skipped_variable = _new_variable()
+        self.seen_variable = _new_variable()
 
 
 _default_counter: SkipCounter | None = None
@@ -105,11 +134,20 @@ def _account(origins, decoded_mask, pipeline: SkipCounter, shared: SkipCounter, 
     def report():
         skipped = pipeline.skipped_variable.assign_add(num_missing)
         shared_skipped = shared.skipped_variable.assign_add(num_missing)
-        printed = tf.print(
-            f"WARNING pipelines: {name}: skipped", num_missing,
-            "image(s) that could not be decoded:", missing, "-", skipped, "skipped of", seen,
-            "so far", output_stream=sys.stderr, summarize=8,
-        )
+        new = tf.boolean_mask(missing, tf.reshape(tf.equal(shared.named.lookup(missing), 0), [-1]))
+        named = shared.named.insert(new, tf.ones_like(new, dtype=tf.int64))
+
+        def warn():
+            printed = tf.print(
+                f"WARNING pipelines: {name}: skipped", tf.size(new),
+                "image(s) that could not be decoded:", new, "-", skipped, "skipped of", seen,
+                "so far", output_stream=sys.stderr, summarize=8,
+            )
+            with tf.control_dependencies([printed]):
+                return tf.constant(True)
+
+        with tf.control_dependencies([named]):
+            printed = tf.cond(tf.size(new) > 0, warn, lambda: tf.constant(False))
         gave_up = (skipped >= seen) & (seen >= MIN_IMAGES_BEFORE_GIVING_UP)
         assertion = tf.debugging.Assert(
             tf.logical_not(gave_up),
@@ -130,12 +168,10 @@ def map_skipping_errors(records, fn, *, counter: SkipCounter, name: str, determi
     fully known shapes. Skips are added to ``counter``; with ``deterministic`` the output
     keeps the input order.
     """
-    pipeline = SkipCounter()
     # Which images of each group in flight decoded, as a bit mask per group id. Kept in a
     # table (written after each decode) rather than found with a scan over the outputs:
     # every extra per-image stage in the groups costs about 20 us of CPU an image.
-    masks = _outside_strategy(
-        lambda: tf.lookup.experimental.MutableHashTable(tf.int64, tf.int64, default_value=0))
+    pipeline, masks = counter._add_pipeline()
 
     def process_group(group_id, group):
         size = tf.shape(group["origin"])[0]

@@ -108,6 +108,10 @@ class Source:
         """Examples in ``split`` when known without reading the data, else None."""
         return None
 
+    def remember_num_examples(self, split: str, count: int) -> None:
+        """Told the count of ``split`` once it was read (``pipelines.checks``); sources that
+        know their counts ignore it."""
+
     def records(self, split: str, *, shuffle_files=False, input_context=None, seed=None):
         """The split's records ``{"image", "label", "origin"}``, sharded for ``input_context``."""
         raise NotImplementedError

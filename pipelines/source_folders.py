@@ -10,20 +10,83 @@ import os
 import zlib
 
 import tensorflow as tf
+from absl import logging
 
 from pipelines.source_base import AUTOTUNE, Source, _join, shard_and_read, split_aliases
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp")
 
 
-def list_images(folder: str) -> list[str]:
-    """Image files under ``folder`` (recursively), by extension, sorted."""
-    found = []
-    for directory, _, files in tf.io.gfile.walk(folder):
-        found += [
-            _join(directory, f) for f in files if f.lower().endswith(IMAGE_EXTENSIONS)
-        ]
-    return sorted(found)
+def list_images(folder: str, skipped: list | None = None, tree: str | None = None) -> list[str]:
+    """Image files under ``folder`` (recursively), by extension, sorted.
+
+    Local folders follow symbolic links, but each real folder once and never back into
+    ``tree`` (default ``folder``; a split's folder): a link into the tree, to a folder walked
+    already (a loop), or that does not resolve (a loop between links, a missing target) is
+    left out and appended to ``skipped`` as ``(path, why)``. A data set kept elsewhere and
+    linked in is read once, and a loop cannot multiply a class (os.walk and tf.io.gfile.walk
+    follow a link loop until the path is too long).
+    """
+    if "://" in folder:  # object stores have no links
+        found = []
+        for directory, _, files in tf.io.gfile.walk(folder):
+            found += [_join(directory, f) for f in files if f.lower().endswith(IMAGE_EXTENSIONS)]
+        return sorted(found)
+    walk = _LocalWalk(tree or folder, [] if skipped is None else skipped)
+    return sorted(walk.images(folder))
+
+
+class _LocalWalk:
+    """One split's walk over local folders: what it has visited, and what it left out."""
+
+    def __init__(self, tree: str, skipped: list):
+        self.tree = os.path.realpath(tree)
+        self.seen: set[str] = set()  # real paths of the folders walked and the linked files
+        self.skipped = skipped
+
+    def _inside_tree(self, real: str) -> bool:
+        return real == self.tree or real.startswith(self.tree + os.sep)
+
+    def _follow(self, path: str) -> bool:
+        """Whether the link ``path`` is followed (else it is recorded as skipped)."""
+        try:
+            real = os.path.realpath(path, strict=True)
+        except OSError as e:  # ELOOP: links in a loop; ENOENT: a dangling link
+            self.skipped.append((path, e.strerror or type(e).__name__))
+            return False
+        if self._inside_tree(real):
+            self.skipped.append((path, f"links back into {self.tree}"))
+            return False
+        if real in self.seen:
+            self.skipped.append((path, f"{real} is listed already"))
+            return False
+        self.seen.add(real)
+        return True
+
+    def images(self, folder: str) -> list[str]:
+        found, stack = [], [folder]
+        self.seen.add(os.path.realpath(folder))
+        while stack:
+            directory = stack.pop()
+            try:
+                entries = sorted(os.scandir(directory), key=lambda e: e.name)
+            except OSError as e:
+                self.skipped.append((directory, e.strerror or type(e).__name__))
+                continue
+            for entry in entries:
+                path = _join(directory, entry.name)
+                if entry.is_symlink() and not self._follow(path):
+                    continue
+                if entry.is_dir():
+                    real = os.path.realpath(path)
+                    if real in self.seen and not entry.is_symlink():
+                        self.skipped.append((path, f"{real} is listed already"))
+                        continue
+                    self.seen.add(real)
+                    stack.append(path)
+                elif entry.name.lower().endswith(IMAGE_EXTENSIONS):
+                    found.append(path)
+        return found
 
 
 def _subfolders(folder: str) -> list[str]:
@@ -72,6 +135,7 @@ class FolderSource(Source):
             )
         self.num_classes = len(self.class_names)
         self._examples: dict[str, list[tuple[str, int]]] = {}
+        self.skipped_links: dict[str, list[tuple[str, str]]] = {}  # folder -> (link, why)
 
     def _split_dirs(self, validation_dir):
         subfolders = set(_subfolders(self.root))
@@ -92,14 +156,21 @@ class FolderSource(Source):
 
     def _list_split_folder(self, folder: str) -> list[tuple[str, int]]:
         labels = {name: i for i, name in enumerate(self.class_names)}
-        examples = []
+        examples, skipped = [], []
         for name in _subfolders(folder):
             if name not in labels:
                 raise ValueError(
                     f"class folder {_join(folder, name)!r} is not a class of "
                     f"{self.split_dirs['train']!r}"
                 )
-            examples += [(path, labels[name]) for path in list_images(_join(folder, name))]
+            images = list_images(_join(folder, name), skipped, tree=folder)
+            examples += [(path, labels[name]) for path in images]
+        self.skipped_links[folder] = skipped
+        if skipped:
+            logging.warning(
+                "%s: left out %d link(s) that loop, do not resolve or lead back into the "
+                "folder: %s", folder,
+                len(skipped), "; ".join(f"{path} ({why})" for path, why in skipped))
         return examples
 
     def examples(self, split: str) -> list[tuple[str, int]]:

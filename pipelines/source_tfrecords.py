@@ -110,6 +110,9 @@ class TFRecordSource(Source):
                 return count
         return None
 
+    def remember_num_examples(self, split: str, count: int) -> None:
+        self._num_examples.setdefault(split, int(count))
+
     def _parse(self, record, file, index):
         features = tf.io.parse_single_example(
             record,

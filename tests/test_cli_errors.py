@@ -77,6 +77,9 @@ CASES = [
      "image file(s) not found: {tmp}/none.jpg"),
     (("effnet_tf.export", "--model_dir={tmp}", "--format=keras", "--output={tmp}/m.zip"),
      "output for format keras must end in .keras"),
+    (("effnet_tf.export", "--model_dir={tmp}", "--format=saved_model", "--output=/proc/x"),
+     "--output='/proc/x' cannot be written: no new file can be made in '/proc' (No such file "
+     "or directory); give another --output"),
     (("effnet_tf.summary", "--variants="), "nothing to list: give --variants"),
     (("effnet_tf.summary", "--phi=1e6"), "phi=1e+06 is out of range: the coefficients "
      "overflow or vanish (a trainable phi is in [-12.63, 11.41])"),

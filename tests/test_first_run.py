@@ -93,16 +93,18 @@ def test_kill_resume_finish_then_extend_with_more_epochs(digits, tmp_path):
     run = tmp_path / "run"
     args = [f"--dataset={digits}", "--epochs=3", "--config.steps_per_epoch=4",
             "--config.checkpoint_every_steps=2", "--config.keep_checkpoints=2"]
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
+    first_log = open(tmp_path / "first.log", "w")
     proc = subprocess.Popen([sys.executable, "-m", "effnet_tf.train", *TINY,
                              f"--model_dir={run}", *args], cwd=REPO, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=first_log, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300
     while not [s for s in checkpoints(run) if s >= 6] and proc.poll() is None:
         assert time.monotonic() < deadline, "no checkpoint at step 6 in 300 s"
         time.sleep(0.2)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    first_log.close()
     kept = checkpoints(run)
     assert len(kept) == 2 and max(kept) >= 6  # rotation deleted the first ones
 
@@ -110,11 +112,18 @@ def test_kill_resume_finish_then_extend_with_more_epochs(digits, tmp_path):
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"resuming at step {max(kept)}" in resumed.stdout
     assert done_line(resumed)["step"] == 12
+    # The epochs before the kill keep their losses (checkpointed with the run's state).
+    before = [float(x.split("train_loss ")[1].split()[0])
+              for x in open(tmp_path / "first.log") if x.startswith("  epoch ")]
+    losses = json.load(open(run / "summary.json"))["train_loss_per_epoch"]
+    assert len(losses) == 3 and before and [round(x, 4) for x in losses[:len(before)]] == before
 
     extended = train(run, *args[:1], "--epochs=4", *args[2:])
     assert extended.returncode == 0, extended.stderr[-3000:]
     assert "resuming at step 12" in extended.stdout
     assert done_line(extended)["step"] == 16 and checkpoints(run)[-1] == 16
+    extended_losses = json.load(open(run / "summary.json"))["train_loss_per_epoch"]
+    assert len(extended_losses) == 4 and extended_losses[:3] == losses
 
     evaluated = run_module("effnet_tf.evaluate", f"--model_dir={run}")
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
@@ -180,12 +189,13 @@ def test_tfrecords_without_metadata_are_counted_and_0_based_labels_have_a_flag(t
     assert wrong.returncode != 0
     assert "label" in wrong.stderr and "-1" in wrong.stderr, wrong.stderr[-2000:]
 
-    out = train(tmp_path / "run", *common, "--label_offset=0")
+    # No --config.num_classes: the classes are counted from the labels the shards hold (was
+    # "classes must be an integer >= 1, got None"), with the examples, in one reading.
+    out = train(tmp_path / "run", f"--dataset={shards}", "--epochs=1", "--label_offset=0")
     assert out.returncode == 0, out.stderr[-3000:]
-    assert "Counting the examples" in out.stdout
-    assert done_line(out)["step"] == 48 // 8
-    sizes = json.load(open(tmp_path / "run" / "dataset_size.json"))
-    assert list(sizes.values()) == [48]
+    assert "  train: 48 examples\n  validation: 12 examples\n  classes: 3, counted from the " \
+        "labels the training shards hold (--config.num_classes sets them)" in out.stdout
+    assert "3 classes; 6 steps/epoch" in out.stdout and done_line(out)["step"] == 48 // 8
 
 
 def test_data_dir_is_refused_where_it_would_be_ignored(digits, tmp_path):

@@ -13,7 +13,6 @@ scikit-learn's digits, in this process: the commands are one call each of these 
 """
 
 import importlib.util
-import os
 
 import numpy as np
 import pytest

@@ -10,11 +10,13 @@ import tensorflow as tf
 
 import pipelines
 from effnet_tf.training.run_dir import RunDir
+from pipelines import checks
 from pipelines.synthetic import random_batches, write_image_folder
 
 SYNTHETIC = "synthetic"  # JPEG files of coloured shapes, through the real pipeline
 SIZES_FILE = "dataset_size.json"  # in model_dir: examples counted once per source and split
 RANDOM = "random"  # one batch of random pixels in memory: measures the model, not the input
+CHECK_FILE = "data_check.json"  # in model_dir: pipelines.checks' counts, by the data's identity
 
 
 def resolve_source(data, model_dir: str, *, num_classes: int | None = None, seed: int = 0):
@@ -85,6 +87,30 @@ def count_examples(source, split: str, model_dir: str) -> int:
     return known[key]
 
 
+def check_data(data, source, model_dir: str, global_batch_size: int = 1) -> checks.DataCheck:
+    """``pipelines.checks`` on the run's splits (``spec.DataSpec``) and batch; its counting
+    is kept in ``<model_dir>/data_check.json`` (done once per data set)."""
+    run_dir = RunDir(model_dir)
+    known = run_dir.read_json(CHECK_FILE) or {}
+    result = checks.check_data(source, train_split=data.train_split,
+                               eval_split=data.eval_split,
+                               global_batch_size=global_batch_size, cache=known)
+    if not result.cached:
+        run_dir.write_json(CHECK_FILE, known)
+    return result
+
+
+def counted_num_classes(data, source, model_dir: str) -> int:
+    """The classes of a dataset that does not say (TFRecords without metadata.json): the
+    largest label the training shards hold, plus one."""
+    result = check_data(data, source, model_dir)
+    if result.counted_num_classes() is None or result.fatal:
+        raise ValueError((result.fatal or [
+            f"dataset {data.dataset!r} does not say how many classes it has and holds no "
+            "labels to count: set --config.num_classes"])[0])
+    return result.counted_num_classes()
+
+
 def _prepare_tfds(source) -> None:
     if not getattr(source, "download", True):
         raise ValueError(f"{source.name} is not prepared in its data_dir and download is off")
@@ -115,12 +141,15 @@ class RunData:
     @classmethod
     def open(cls, data, *, image_size: int, model_dir: str, num_classes: int | None = None,
              seed: int = 0, deterministic: bool = False) -> "RunData":
-        """``num_classes``: the config's (None: the source's) or the spec's."""
+        """``num_classes``: the config's (None: the source's, or for TFRecords without
+        metadata.json the labels they hold) or the spec's."""
         if data.dataset == RANDOM:
             return cls(data, None, image_size, num_classes or 1000, model_dir, seed,
                        deterministic)
         source = resolve_source(data, model_dir, num_classes=num_classes, seed=seed)
         classes = num_classes or source.num_classes
+        if classes is None:  # TFRecords without metadata.json: the labels they hold
+            classes = counted_num_classes(data, source, model_dir)
         if source.num_classes and classes != source.num_classes:
             raise ValueError(f"config num_classes={classes} but dataset {data.dataset!r} "
                              f"has {source.num_classes} classes")
@@ -132,6 +161,18 @@ class RunData:
         return cls.open(spec.data, image_size=spec.model.image_size, model_dir=model_dir,
                         num_classes=spec.model.num_classes, seed=spec.runtime.seed,
                         deterministic=spec.runtime.deterministic)
+
+    def check(self, global_batch_size: int) -> None:
+        """The data check before the first step (``pipelines.checks``), printed as one block;
+        a fatal finding is a ValueError naming the path and the fix."""
+        if self.source is None:
+            return
+        result = check_data(self.data, self.source, self.model_dir, global_batch_size)
+        print(result.report(), flush=True)
+        if result.fatal:
+            more = len(result.fatal) - 1
+            raise ValueError(result.fatal[0] + (f" (and {more} more problem(s) listed above)"
+                                                if more else ""))
 
     def train_examples(self) -> int | None:
         """Examples in the training split (counted once if the source does not know)."""

@@ -12,7 +12,6 @@ import json
 import math
 import time
 
-import keras
 import tensorflow as tf
 from absl import logging
 
@@ -74,6 +73,8 @@ class Trainer:
         self.data = RunData.open(data, image_size=scaling.resolution, model_dir=model_dir,
                                  num_classes=config.num_classes, seed=config.seed,
                                  deterministic=config.deterministic)
+        # before any work: counts per split, a fatal finding stops here
+        self.data.check(config.global_batch_size)
         steps_per_epoch = config.steps_per_epoch or self._steps_per_epoch_of_data()
         self.spec = spec_lib.resolve(
             config, num_classes=self.data.num_classes, steps_per_epoch=steps_per_epoch,
@@ -103,6 +104,17 @@ class Trainer:
             items["ema"] = self.ema
         if self.track_data_position:
             items["train_iterator"] = self.train_iter
+        # The epoch's running sums and the per-epoch losses, so that a resumed run's
+        # summary.json equals an uninterrupted one's (JSON in a string variable), and which
+        # images of the groups in flight decoded. Not for checkpoints written before these
+        # existed: those resume as they were saved.
+        self.run_state = {"epoch_sums": [0.0, 0.0, 0], "train_loss_per_epoch": []}
+        self.run_state_variable = tf.Variable("{}", dtype=tf.string, trainable=False)
+        saved = self.run_dir.checkpoint_paths(self.strategy)
+        if not saved or _holds(saved[-1], "run_state"):
+            items["run_state"] = self.run_state_variable
+            if self.track_data_position and self.data.source is not None:
+                items["train_skips"] = self.data.skip_counter(True)
         self.checkpoint = tf.train.Checkpoint(**items)
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, self.run_dir.checkpoint_dir(self.strategy),
@@ -169,6 +181,8 @@ class Trainer:
         path = self.run_dir.restore_latest(self.checkpoint, self.strategy)
         if path:
             logging.info("Resumed from %s at step %d", path, self.step)
+            self.run_state.update(json.loads(self.run_state_variable.numpy().decode()))
+            self.run_dir.remove_partial_checkpoints(self.strategy)  # a write killed midway
         self.saved_step = self.step if path else None
         return self.step
 
@@ -177,6 +191,7 @@ class Trainer:
         permission) leaves no partial files and the last good checkpoint in place."""
         if self.saved_step == step:
             return
+        self.run_state_variable.assign(json.dumps(self.run_state))
         try:
             self.manager.save(checkpoint_number=step)
         except (tf.errors.OpError, OSError) as e:
@@ -222,6 +237,13 @@ class Trainer:
                 f"loss became {loss} at step {step + count}; stopped. The last good "
                 f"checkpoint ({self.manager.latest_checkpoint or 'none'}) is kept.")
         return loss, correct, seconds
+
+    def epoch_sums(self, step: int) -> list:
+        """(loss, correct predictions, steps) summed over ``step``'s epoch so far: zeros at
+        the epoch's start, the checkpointed sums when a run resumes in the middle of it."""
+        if step % self.steps_per_epoch == 0:
+            self.run_state["epoch_sums"] = [0.0, 0.0, 0]
+        return self.run_state["epoch_sums"]
 
     def skipped_train_images(self) -> int:
         return self.data.skip_counter(True).count if self.data.source is not None else 0
@@ -300,19 +322,19 @@ def _train(trainer, start_step: int, stop: StopRequests) -> dict:
     writer = tf.summary.create_file_writer(trainer.run_dir.log_dir(trainer.strategy))
     progress = Progress(trainer.total_steps, trainer.steps_per_epoch, optim.epochs,
                         every_steps=r.log_every_steps)
-    step, history, epoch_losses = start_step, {}, []
+    step, history, epoch_losses = start_step, {}, trainer.run_state["train_loss_per_epoch"]
     while step < trainer.total_steps and not stop.requested:
         epoch = step // trainer.steps_per_epoch
         progress.start_epoch(epoch)
         step, train_metrics = _train_epoch(trainer, step, stop, progress, writer)
         if stop.requested:
             break  # evaluated after the resumed run completes the epoch
-        epoch_losses.append(train_metrics["train_loss"])
         history = {"epoch": epoch + 1, **train_metrics, **trainer.evaluate(optim.eval_steps)}
         _log_scalars(writer, step, {f"eval/{k}": v for k, v in history.items()})
         print("  " + "  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
                                for k, v in history.items()), flush=True)
     trainer.save(step)
+    writer.close()
     if not history and not stop.requested:  # resumed a finished run
         history = trainer.evaluate(optim.eval_steps)
     history.update(step=step, train_loss_per_epoch=epoch_losses,
@@ -329,13 +351,15 @@ def _train_epoch(trainer, step: int, stop: StopRequests, progress: Progress, wri
     batch, r = trainer.spec.optim.global_batch_size, trainer.spec.runtime
     epoch_end = min((step // trainer.steps_per_epoch + 1) * trainer.steps_per_epoch,
                     trainer.total_steps)
-    loss_sum = correct_sum = 0.0
-    seen = 0
+    loss_sum, correct_sum, seen = trainer.epoch_sums(step)
     while step < epoch_end and not stop.requested:
         count = trainer.steps_in_next_call(step, epoch_end)
         loss, correct, seconds = trainer.run_steps(step, count)
         step += count
         loss_sum, correct_sum, seen = loss_sum + loss, correct_sum + correct, seen + count
+        trainer.run_state["epoch_sums"] = [loss_sum, correct_sum, seen]
+        if step == epoch_end:  # in the checkpoint saved at the epoch's end
+            trainer.run_state["train_loss_per_epoch"].append(loss_sum / seen)
         lr = float(trainer.optimizer.learning_rate)
         images = count * batch
         speed = images / max(seconds, 1e-9)
@@ -357,6 +381,15 @@ def _log_scalars(writer, step: int, values: dict) -> None:
         for name, value in values.items():
             if isinstance(value, (int, float)):
                 tf.summary.scalar(name, value)
+
+
+def _holds(checkpoint: str, item: str) -> bool:
+    """Whether ``checkpoint`` has ``item`` (one that does not read is taken to: the one before
+    it is restored, written by the same code)."""
+    try:
+        return any(name.startswith(f"{item}/") for name, _ in tf.train.list_variables(checkpoint))
+    except (tf.errors.OpError, ValueError, IndexError):
+        return True
 
 
 def _next_boundary(step: int, every: int) -> int:

@@ -176,6 +176,22 @@ def test_bad_server_arguments_fail_in_one_line(capsys, argv, message):
     assert message in capsys.readouterr().err.strip().splitlines()[-1]
 
 
+def test_a_dispatcher_that_is_not_there_is_named_at_once_not_waited_for(image_folder, tmp_path):
+    """TensorFlow's client would wait in register_dataset for ever, silently: the trainer's
+    pipeline and a worker say which address does not answer."""
+    address = f"grpc://127.0.0.1:{free_port()}"
+    with pytest.raises(ValueError, match=rf"no tf.data service dispatcher at {address} "
+                                         r"\(Connection refused\): start one there"):
+        pipelines.build(image_folder, "train", image_size=32, batch_size=2,
+                        data_service=address)
+    worker = Server(tmp_path, "worker", "--dispatcher", address[len("grpc://"):])
+    assert worker.process.wait(timeout=120) == 2
+    assert worker.stderr().strip().splitlines()[-1] == (
+        f"python -m pipelines.service: error: no tf.data service dispatcher at {address} "
+        f"(Connection refused): start one there (python -m pipelines.service dispatcher "
+        f"--port {address.rsplit(':', 1)[1]}) or correct the address (--config.data_service)")
+
+
 @pytest.mark.parametrize("options, message", [
     (dict(service=pipelines.Service("localhost")), "data_service must be 'grpc://host:port'"),
     (dict(service=pipelines.Service("http://h:1")), "data_service must be 'grpc://host:port'"),

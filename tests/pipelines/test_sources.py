@@ -82,6 +82,34 @@ def test_folder_errors_name_the_path(tmp_path, kit):
         pipelines.get_source(str(tmp_path / "empty")).examples("validation")
 
 
+def test_folder_links_are_followed_once_and_loops_are_named_and_skipped(tmp_path, kit, caplog):
+    """Real links: a folder linked in from outside the tree is read (once, though linked
+    twice); a link back to its own class folder, a link to a sibling class, two files linking
+    to each other and a dangling link are left out, named in one warning."""
+    root = tmp_path / "data"
+    kit.write_folder(str(root / "train"), num_classes=2, per_class=3)
+    kit.write_folder(str(tmp_path / "elsewhere"), num_classes=1, per_class=2)
+    extra = tmp_path / "elsewhere" / "class_0"
+    os.symlink(extra, root / "train/class_1/extra")
+    os.symlink(extra, root / "train/class_1/extra_again")
+    os.symlink(root / "train/class_0", root / "train/class_0/loop")
+    os.symlink(root / "train/class_1", root / "train/class_0/sibling")
+    os.symlink(root / "train/class_0/b.jpg", root / "train/class_0/a.jpg")
+    os.symlink(root / "train/class_0/a.jpg", root / "train/class_0/b.jpg")
+    os.symlink(tmp_path / "gone.jpg", root / "train/class_0/gone.jpg")
+    source = pipelines.get_source(str(root / "train"))
+    labels = [label for _, label in source.examples("train")]
+    assert labels.count(0) == 3 and labels.count(1) == 3 + 2
+    assert len(read_all(source.records("train"))) == 8
+    warnings = [r.getMessage() for r in caplog.records if "link(s)" in r.getMessage()]
+    assert len(warnings) == 1 and "left out 6 link(s)" in warnings[0]
+    for name, why in [("class_0/loop", "links back into"), ("class_0/sibling", "links back"),
+                      ("class_0/a.jpg", "Too many levels of symbolic links"),
+                      ("class_0/b.jpg", "Too many levels of symbolic links"),
+                      ("class_0/gone.jpg", "No such file"), ("class_1/extra_again", f"{extra} is listed already")]:
+        assert f"{root / 'train' / name} ({why}" in warnings[0]
+
+
 def test_folder_sharding_is_disjoint_and_covers(image_folder):
     source = pipelines.get_source(image_folder)
     everything = read_all(source.records("train"))

@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -69,10 +70,20 @@ def test_sigterm_saves_at_the_current_step_and_resumes_to_the_uninterrupted_weig
     summary = json.load(open(run / "summary.json"))
     assert summary["interrupted"] == "SIGTERM" and summary["step"] == step
 
+    partial = run / "checkpoints" / f"ckpt-{step + 1}_temp"  # as a kill during a write leaves
+    partial.mkdir()
+    (partial / "part-00000-of-00001.data-00000-of-00001").write_bytes(b"half")
     resumed = train(run, *args)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"resuming at step {step}" in resumed.stdout
     assert_same_weights(checkpoint_weights(tmp_path / "straight"), checkpoint_weights(run))
+    # The same summary as the uninterrupted run: the epoch's running loss and the per-epoch
+    # losses were checkpointed, and no valid image is reported as undecodable after resuming.
+    expected, got = (json.load(open(d / "summary.json")) for d in (tmp_path / "straight", run))
+    del expected["images_per_second"], got["images_per_second"]
+    assert got == expected and len(got["train_loss_per_epoch"]) == 2
+    assert got["skipped_train_images"] == 0 and "could not be decoded" not in resumed.stderr
+    assert not partial.exists()
 
 
 def test_a_second_run_on_a_live_model_dir_is_refused_and_a_stale_lock_taken_over(tmp_path):
@@ -192,9 +203,19 @@ def test_log_lines_and_skipped_images_when_stdout_is_a_file(tmp_path):
                 pixels = rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)
                 Image.fromarray(pixels).save(folder / f"{i}.jpg")
         (root / split / "a" / "broken.jpg").write_bytes(b"\xff\xd8\xff not a jpeg")
+    # Real links: a loop back to its own folder (listed it 40x over before) and two files
+    # linking to each other (a traceback mid-epoch before); left out, named once.
+    os.symlink(root / "train" / "a", root / "train" / "a" / "loop")
+    os.symlink(root / "train" / "b" / "y.jpg", root / "train" / "b" / "x.jpg")
+    os.symlink(root / "train" / "b" / "x.jpg", root / "train" / "b" / "y.jpg")
     out = train(tmp_path / "run", f"--dataset={root}", "--config.num_classes=2", "--epochs=2",
                 "--config.steps_per_epoch=3", "--config.log_every_steps=1")
     assert out.returncode == 0, out.stderr[-3000:]
+    assert "  train: 25 examples in 2 classes, 12-13 per class (fewest: 'b')" in out.stdout
+    assert "  validation: 9 examples in 2 classes, 4-5 per class" in out.stdout
+    links = [x for x in out.stderr.splitlines() if "left out 3 link(s)" in x]
+    assert len(links) == 1 and f"{root / 'train' / 'a' / 'loop'} (links back into" in links[0]
+    assert f"{root / 'train' / 'b' / 'x.jpg'} (Too many levels of symbolic links)" in links[0]
     progress = [x for x in out.stdout.splitlines() if x.startswith("step ")]
     assert [x.split()[1] for x in progress] == [f"{i}/6" for i in range(1, 7)]
     assert all(" ETA " in x and " img/s " in x for x in progress)
@@ -202,10 +223,77 @@ def test_log_lines_and_skipped_images_when_stdout_is_a_file(tmp_path):
     assert done["images"] == 8 and done["skipped_images"] == 1
     assert done["skipped_train_images"] >= 1
     val_warnings = [x for x in out.stderr.splitlines() if "val/a/broken.jpg" in x]
-    assert len(val_warnings) == 2  # once per evaluation, two epochs
+    assert len(val_warnings) == 1  # named once, though both evaluations skipped it
     summary = json.load(open(tmp_path / "run" / "summary.json"))
     assert summary["images"] == 8 and summary["skipped_images"] == 1
+    # The process ends right after Done (no teardown of TensorFlow): the logs are written.
+    tags = [value.tag for name in os.listdir(tmp_path / "run" / "logs")
+            for record in tf.data.TFRecordDataset(str(tmp_path / "run" / "logs" / name))
+            for value in tf.compat.v1.Event.FromString(record.numpy()).summary.value]
+    assert tags.count("train/loss") == 6 and tags.count("eval/top1") == 2
 
     evaluated = run_module("effnet_tf.evaluate", f"--model_dir={tmp_path / 'run'}")
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
     assert "images 8" in evaluated.stdout and "skipped" in evaluated.stdout
+
+
+# ---- the data check before the first step (issue 22) ----------------------------------------
+
+
+def test_problems_in_the_data_stop_the_run_before_training_in_one_line(tmp_path):
+    """Scans with an empty class folder, no val/ and a batch larger than the training split
+    (the recipe sets steps_per_epoch): all three in the check's block, the first as the one
+    error line, before a model is built or a step trained."""
+    root = tmp_path / "scans"
+    rng = np.random.default_rng(0)
+    for label in ("0", "1"):
+        (root / "train" / label).mkdir(parents=True)
+        for i in range(5):
+            Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(
+                root / "train" / label / f"{i}.jpg")
+    (root / "train" / "2").mkdir()
+    out = train(tmp_path / "run", f"--dataset={root}", "--config.num_classes=3", "--batch_size=64")
+    assert out.returncode == 2, out.stderr[-3000:]
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"effnet_tf.train: error: split 'validation' of dataset '{root}': ")
+    assert f"add {root / 'val'}/<class>/<images> next to {root / 'train'}" in last
+    assert last.endswith("(and 2 more problem(s) listed above)") and "Traceback" not in out.stderr
+    assert "  train: 10 examples in 3 classes, 0-5 per class (fewest: '2')" in out.stdout
+    assert f"  error: class folder '{root / 'train' / '2'}' has no images" in out.stdout
+    assert ("has 10 training examples, fewer than one global batch of 64 (steps_per_epoch or "
+            "not, each step would repeat images within its batch): lower --batch_size to at "
+            "most 10") in out.stdout
+    assert "Model " not in out.stdout and "Epoch" not in out.stdout
+    assert not os.path.exists(tmp_path / "run" / "checkpoints")
+    assert not os.path.exists(tmp_path / "run" / "lock.json")
+
+
+@pytest.mark.parametrize("recipe", ["small_images", "cpu_smoke"])
+def test_an_empty_file_as_dataset_is_named_in_one_line(tmp_path, recipe):
+    """Was 'classes must be an integer >= 1, got None' (small_images: the number of classes
+    is the data's), or with the number of classes (cpu_smoke: 4) an OutOfRangeError traceback
+    at the first step."""
+    empty = tmp_path / "empty.tfrecord"
+    empty.write_bytes(b"")
+    out = run_module("effnet_tf.train", f"--config={recipe}", "--image_size=32",
+                     f"--model_dir={tmp_path / 'run'}", f"--dataset={empty}")
+    assert out.returncode == 2, out.stderr[-3000:]
+    assert out.stderr.strip().splitlines()[-1].startswith(
+        f"effnet_tf.train: error: split 'train' of dataset '{empty}' holds no examples (an "
+        "empty file?): give data with examples")
+    assert "Traceback" not in out.stderr and "got None" not in out.stderr
+
+
+def test_a_data_service_that_is_not_there_is_one_line_and_leaves_no_lock(tmp_path):
+    """Was silence for ever (blocked in register_dataset), and a lock.json left behind."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = train(tmp_path / "run", f"--config.data_service=grpc://127.0.0.1:{port}",
+                "--epochs=1", "--config.steps_per_epoch=2")
+    assert out.returncode == 2, out.stderr[-3000:]
+    assert out.stderr.strip().splitlines()[-1] == (
+        f"effnet_tf.train: error: no tf.data service dispatcher at grpc://127.0.0.1:{port} "
+        f"(Connection refused): start one there (python -m pipelines.service dispatcher "
+        f"--port {port}) or correct the address (--config.data_service)")
+    assert not os.path.exists(tmp_path / "run" / "lock.json")
