@@ -17,7 +17,8 @@ import pytest
 
 import effnet_tf
 from effnet_tf import weights as weights_command
-from effnet_tf.modeling import download, official_ckpt, weight_sets, weights
+from effnet_tf.modeling import download, official_ckpt, weight_sets
+from effnet_tf.modeling import weight_loading as weights
 from tests import DATA as TESTS_DATA
 from tests import REPO
 

@@ -15,7 +15,8 @@ import pytest
 
 import effnet_tf
 from effnet_tf import weights as weights_command
-from effnet_tf.modeling import download, torch_ckpt, torch_layouts, weight_sets, weights
+from effnet_tf.modeling import download, torch_ckpt, torch_layouts, weight_sets
+from effnet_tf.modeling import weight_loading as weights
 from effnet_tf.modeling.scaling import Scaling
 from tests import DATA, REPO
 

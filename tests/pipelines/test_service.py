@@ -183,7 +183,7 @@ def test_a_dispatcher_that_is_not_there_is_named_at_once_not_waited_for(image_fo
     with pytest.raises(ValueError, match=rf"no tf.data service dispatcher at {address} "
                                          r"\(Connection refused\): start one there"):
         pipelines.build(image_folder, "train", image_size=32, batch_size=2,
-                        data_service=address)
+                        service=pipelines.Service(address))
     worker = Server(tmp_path, "worker", "--dispatcher", address[len("grpc://"):])
     assert worker.process.wait(timeout=120) == 2
     assert worker.stderr().strip().splitlines()[-1] == (

@@ -230,6 +230,7 @@ def test_mixed_precision_training(tmp_path, precision):
     assert load_trained(str(tmp_path)).model.layers[-1].compute_dtype == "float32"
 
 
+@pytest.mark.slow  # XLA compiles for a minute and more on this CPU
 def test_xla_training_on_a_tiny_model_follows_the_graph_mode_run(tmp_path):
     # no dropout: XLA draws other random numbers than TensorFlow's kernels
     config = dict(dataset="random", deterministic=True, image_size=32, epochs=1,
