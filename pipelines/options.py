@@ -109,8 +109,8 @@ class Preprocess:
 @dataclasses.dataclass(frozen=True)
 class EvalPreprocess:
     """A trained model's input contract: encoded image -> float32 ``[size, size, 3]`` RGB in
-    [0, 255] (the model normalizes itself). Calling it prepares one image (eagerly or in a
-    graph); ``describe()`` says it in words for exported models' documentation."""
+    [0, 255] (the model normalizes itself). ``fn()`` makes the function that prepares one
+    image (eagerly or in a graph); ``describe()`` says it in words."""
 
     image_size: int
     crop_fraction: float | str | None = None
@@ -128,9 +128,6 @@ class EvalPreprocess:
         return make_eval_preprocess(self.image_size, crop_fraction=self.crop_fraction,
                                     resize_method=self.resize_method,
                                     fast_decode=self.fast_decode)
-
-    def __call__(self, image_bytes):
-        return self.fn()(image_bytes)
 
     def describe(self) -> str:
         size = self.image_size
