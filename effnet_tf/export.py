@@ -16,7 +16,9 @@ from __future__ import annotations
 from absl import app, flags
 
 from effnet_tf import flags as effnet_flags
-from effnet_tf.deploy.formats import FORMATS, export_run
+
+effnet_flags.tensorflow_backend("export")  # before Keras loads
+from effnet_tf.deploy.formats import FORMATS, export_run  # noqa: E402
 
 
 def main(argv):

@@ -25,7 +25,7 @@ import tempfile
 from absl import flags, logging
 from ml_collections import config_flags
 
-from effnet_tf.training.config import PRECISIONS, STRATEGIES, get_config
+from effnet_tf.training.config import BACKENDS, PRECISIONS, STRATEGIES, get_config
 
 DEFAULT_CONFIG = os.path.join(os.path.dirname(__file__), "training", "config.py")
 RECIPES = "effnet_tf.configs"  # configs/ of the repository, installed under this name
@@ -251,7 +251,7 @@ SHORTHANDS = {
     "strategy": "strategy", "tpu": "tpu", "jit_compile": "jit_compile",
     "mixed_precision": "mixed_precision", "steps_per_execution": "steps_per_execution",
     "deterministic": "deterministic", "epochs": "epochs", "batch_size": "global_batch_size",
-    "pretrained": "pretrained", "label_offset": "label_offset",
+    "pretrained": "pretrained", "label_offset": "label_offset", "backend": "backend",
 }
 
 
@@ -278,7 +278,11 @@ def define_flags() -> None:
     flags.DEFINE_integer("label_offset", None, "TFRecords: subtracted from image/class/label "
                          "(default 1, ImageNet's 1-based labels, unless metadata.json says); "
                          "0 for 0-based shards.")
-    flags.DEFINE_enum("strategy", None, list(STRATEGIES), "Distribution strategy.")
+    flags.DEFINE_enum("backend", None, [b for b in BACKENDS if b != "auto"],
+                      "Keras backend: tensorflow (tf.distribute) or jax (TPU VMs, "
+                      "keras.distribution); default KERAS_BACKEND, else tensorflow.")
+    flags.DEFINE_enum("strategy", None, list(STRATEGIES), "Devices: auto (all), cpu, ...; "
+                      "under TensorFlow the tf.distribute strategy.")
     flags.DEFINE_string("tpu", None, "TPU name/address for TPUClusterResolver ('' on Colab).")
     flags.DEFINE_enum("jit_compile", None, ["auto", "true", "false"], "XLA compilation.")
     flags.DEFINE_enum("mixed_precision", None, list(PRECISIONS), "Precision policy.")
@@ -304,3 +308,35 @@ def resolved_config():
         raise ValueError(f"--variant={values.variant} and phi={config.phi:g} are both given: "
                          "phi scales B0 by the formula and the variant is the table's; give one")
     return config
+
+
+def use_backend(choice: str) -> None:
+    """Sets Keras' backend (``tensorflow`` or ``jax``; ``auto``: ``KERAS_BACKEND``, else
+    TensorFlow) before Keras is imported, and checks that the backend's packages are there."""
+    if choice == "auto":
+        choice = os.environ.get("KERAS_BACKEND", "tensorflow")
+    if "keras" in sys.modules and sys.modules["keras"].backend.backend() != choice:
+        fail(f"--backend {choice}: Keras is already loaded with another backend")
+    os.environ["KERAS_BACKEND"] = choice
+    if choice == "jax":
+        missing = [m for m in ("jax", "orbax.checkpoint") if not _installed(m)]
+        if missing:
+            fail(f"--backend jax needs {' and '.join(missing)}: pip install 'effnet_tf[jax]' "
+                 "(or [tpu] on a TPU VM)")
+
+
+def tensorflow_backend(command: str) -> None:
+    """For the commands whose outputs are TensorFlow's (SavedModel, TFLite, ``predict``'s
+    decoding): Keras on TensorFlow whatever ``KERAS_BACKEND`` says; runs trained under JAX
+    load under it (``training.restore``)."""
+    if os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow":
+        warn(f"{command} runs under TensorFlow (KERAS_BACKEND={os.environ['KERAS_BACKEND']} "
+             "is not used here; runs trained under JAX load under it)")
+    os.environ["KERAS_BACKEND"] = "tensorflow"
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        return False

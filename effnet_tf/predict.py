@@ -11,7 +11,9 @@ from __future__ import annotations
 from absl import app, flags
 
 from effnet_tf import flags as effnet_flags
-from effnet_tf.deploy.serving import predict_files
+
+effnet_flags.tensorflow_backend("predict")  # before Keras loads
+from effnet_tf.deploy.serving import predict_files  # noqa: E402
 
 
 def main(argv):

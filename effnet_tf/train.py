@@ -25,6 +25,7 @@ def main(argv):
         validate(config)
     except ValueError as e:
         effnet_flags.fail(str(e))
+    effnet_flags.use_backend(config.backend)  # before Keras loads
     from effnet_tf.training.trainer import (CheckpointWriteError, Interrupted, NonFiniteLossError,
                                    train_and_evaluate)
 

@@ -87,6 +87,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.freeze_batch_norm = False  # keep BN in inference mode for the whole run
 
     # Runtime.
+    c.backend = "auto"  # auto (KERAS_BACKEND, else tensorflow) | tensorflow | jax
     c.strategy = "auto"  # auto | cpu | one_device | mirrored | multi_worker | tpu
     c.tpu = ""  # TPU name or address for TPUClusterResolver ("" on Colab)
     c.cpu_devices = 1  # logical CPU devices (for mirrored on a CPU-only machine)
@@ -102,6 +103,7 @@ def get_config() -> ml_collections.ConfigDict:
     return c
 
 
+BACKENDS = ("auto", "tensorflow", "jax")
 STRATEGIES = ("auto", "cpu", "one_device", "mirrored", "multi_worker", "tpu")
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 _POSITIVE_INTS = ("global_batch_size", "epochs", "steps_per_execution", "checkpoint_every_steps",
@@ -113,6 +115,7 @@ _CHOICES = {
     "resize_method": pipeline_options.RESIZE_METHODS,
     "remat": ("none", "all", "high_res"),
     "checkpoint_data_position": ("auto", "true", "false"),
+    "backend": BACKENDS,
     "strategy": STRATEGIES,
     "mixed_precision": PRECISIONS,
     "jit_compile": ("auto", "true", "false"),

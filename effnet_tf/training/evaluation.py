@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import weakref
 
+import keras
+import numpy as np
 import tensorflow as tf
 
 from effnet_tf.training.data import RunData
@@ -51,6 +53,8 @@ def evaluate_model(model, dataset, num_classes: int, steps=None, strategy=None) 
     of ``pipelines.build(..., pad_remainder=True)`` on TPU, whose blanks weigh 0). ``steps``
     limits the batches; ``strategy`` (default: the current one) runs the replicas.
     """
+    if keras.backend.backend() == "jax":
+        return _evaluate_jax(model, dataset, min(5, num_classes), steps)
     strategy = strategy or tf.distribute.get_strategy()
     sums = _sums_fn(model, min(5, num_classes))
     if strategy.num_replicas_in_sync > 1:
@@ -60,10 +64,64 @@ def evaluate_model(model, dataset, num_classes: int, steps=None, strategy=None) 
         if steps is not None and i >= steps:
             break
         totals += strategy.reduce("SUM", strategy.run(sums, args=(batch,)), axis=None)
-    loss, top1, topk, count = totals.numpy().tolist()
+    return _means(*totals.numpy().tolist())
+
+
+def _means(loss: float, top1: float, topk: float, count: float) -> dict:
     count_or_1 = max(count, 1e-9)
     return {"loss": loss / count_or_1, "top1": top1 / count_or_1, "top5": topk / count_or_1,
             "images": int(round(count))}
+
+
+def _evaluate_jax(model, dataset, k: int, steps) -> dict:
+    """``evaluate_model`` under Keras' JAX backend: logits from one jitted function of the
+    model's variables (the batch sharded over the devices when a distribution is set and the
+    batch divides among them), the sums in NumPy with TensorFlow's ``in_top_k`` rule (a
+    label is in the top k unless k other logits are larger)."""
+    logits_of = _jax_logits_fn(model)
+    totals = np.zeros(4)
+    for i, batch in enumerate(dataset.as_numpy_iterator()):
+        if steps is not None and i >= steps:
+            break
+        images, labels = batch[0], batch[1].astype(np.int64)
+        weights = (batch[2].astype(np.float64) if len(batch) > 2
+                   else np.ones(len(labels), np.float64))
+        logits = np.asarray(logits_of(images), np.float64)
+        target = logits[np.arange(len(labels)), labels]
+        top = logits.max(axis=-1, keepdims=True)
+        loss = np.log(np.exp(logits - top).sum(axis=-1)) + top[:, 0] - target
+        larger = (logits > target[:, None]).sum(axis=-1)
+        totals += [np.sum(weights * loss), np.sum(weights * (larger < 1)),
+                   np.sum(weights * (larger < k)), np.sum(weights)]
+    return _means(*totals.tolist())
+
+
+def _jax_logits_fn(model):
+    """``images -> logits`` of ``model``'s current weights, compiled once per model."""
+    cached = _steps.get(model)
+    if cached is not None and cached[0] == "jax":
+        compiled = cached[1]
+    else:
+        import jax
+
+        variables = list(model.variables)
+
+        def logits(values, images):
+            with keras.StatelessScope(state_mapping=list(zip(variables, values))):
+                return keras.ops.cast(model(images, training=False), "float32")
+
+        compiled = jax.jit(logits)
+        _steps[model] = ("jax", compiled)
+    distribution = keras.distribution.distribution()
+
+    def run(images):
+        if distribution is not None and len(images) % len(
+                distribution.device_mesh.devices.flatten()) == 0:
+            images = keras.distribution.distribute_tensor(
+                images, distribution.get_data_layout(images.shape))
+        return compiled([v.value for v in model.variables], images)
+
+    return run
 
 
 def evaluate_run(model_dir: str, split=None, steps=None, batch_size=64, use_ema=True) -> dict:

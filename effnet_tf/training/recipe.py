@@ -12,6 +12,7 @@ import math
 
 import keras
 import tensorflow as tf
+from keras import ops
 
 from effnet_tf.modeling.efficientnet import EfficientNet
 from effnet_tf.training.optimizers import RMSpropTF
@@ -40,17 +41,17 @@ class WarmupDecay(keras.optimizers.schedules.LearningRateSchedule):
             raise ValueError(f"lr_schedule must be exponential, cosine or constant, got {kind!r}")
 
     def __call__(self, step):
-        step = tf.cast(step, tf.float32)
-        after = tf.maximum(step - self.warmup_steps, 0.0)
+        step = ops.cast(step, "float32")
+        after = ops.maximum(step - self.warmup_steps, 0.0)
         if self.kind == "exponential":
-            decayed = self.peak * self.decay_rate ** tf.floor(after / self.decay_steps)
+            decayed = self.peak * ops.power(self.decay_rate, ops.floor(after / self.decay_steps))
         elif self.kind == "cosine":
             span = max(1, self.total_steps - self.warmup_steps)
-            decayed = self.peak * 0.5 * (1 + tf.cos(math.pi * tf.minimum(after / span, 1.0)))
+            decayed = self.peak * 0.5 * (1 + ops.cos(math.pi * ops.minimum(after / span, 1.0)))
         else:
-            decayed = tf.constant(self.peak)
+            decayed = ops.full_like(step, self.peak)
         warm = self.peak * (step + 1) / max(1, self.warmup_steps)
-        return tf.where(step < self.warmup_steps, warm, decayed)
+        return ops.where(step < self.warmup_steps, warm, decayed)
 
     def get_config(self):
         return {"peak": self.peak, "warmup_steps": self.warmup_steps,
@@ -93,33 +94,40 @@ def create_optimizer(optim, steps_per_epoch: int,
     return optimizer
 
 
-def l2_loss(model: keras.Model) -> tf.Tensor:
+def l2_loss(model: keras.Model):
     """``sum(w**2) / 2`` over trainable weights that are not BatchNorm's (official decay)."""
     terms = [
-        tf.nn.l2_loss(tf.cast(w, tf.float32))
+        ops.sum(ops.square(ops.cast(w, "float32"))) / 2
         for layer in model.layers
         if not isinstance(layer, keras.layers.BatchNormalization)
         for w in layer.trainable_weights
     ]
-    return tf.add_n(terms) if terms else tf.constant(0.0)
+    return sum(terms[1:], terms[0]) if terms else ops.zeros((), "float32")
 
 
 def classification_loss(labels, logits, num_classes: int, label_smoothing: float):
     """Per-example cross-entropy on logits; integer or (mixup) soft labels."""
-    logits = tf.cast(logits, tf.float32)
-    if labels.shape.rank == 1:
-        labels = tf.one_hot(tf.cast(labels, tf.int32), num_classes)
-    labels = tf.cast(labels, tf.float32)
+    logits = ops.cast(logits, "float32")
+    if len(labels.shape) == 1:
+        labels = ops.one_hot(ops.cast(labels, "int32"), num_classes)
+    labels = ops.cast(labels, "float32")
     return keras.losses.categorical_crossentropy(
         labels, logits, from_logits=True, label_smoothing=label_smoothing)
+
+
+def ema_decay(decay: float, updates):
+    """The average's decay after ``updates`` updates: ``min(decay, (1 + n) / (10 + n))``, the
+    official trainer's warm-up (useful averages early in a run)."""
+    n = ops.cast(updates, "float32")
+    return ops.minimum(decay, (1.0 + n) / (10.0 + n))
 
 
 class ExponentialMovingAverage(tf.Module):
     """Shadow copies of every model weight, BN statistics included, averaged after each step.
 
-    ``decay`` warms up as ``min(decay, (1 + n) / (10 + n))`` like the official trainer, so the
-    average is useful early in a run. Create it in ``strategy.scope()``; it checkpoints with
-    ``tf.train.Checkpoint(ema=...)``.
+    ``decay`` warms up (``ema_decay``). Create it in ``strategy.scope()``; it checkpoints with
+    ``tf.train.Checkpoint(ema=...)``. TensorFlow's trainer; the JAX trainer averages the same
+    way in its compiled step (``training.jax_step``).
     """
 
     def __init__(self, model: keras.Model, decay: float):
@@ -133,8 +141,7 @@ class ExponentialMovingAverage(tf.Module):
 
     def update(self):
         """Call in cross-replica context (after ``strategy.run``) or without a strategy."""
-        n = tf.cast(self.updates, tf.float32)
-        decay = tf.minimum(self.decay, (1.0 + n) / (10.0 + n))
+        decay = ema_decay(self.decay, self.updates)
         for shadow, weight in zip(self.shadow, self._weights):
             shadow.assign(decay * shadow + (1 - decay) * tf.cast(weight, shadow.dtype))
         self.updates.assign_add(1)

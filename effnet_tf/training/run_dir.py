@@ -44,7 +44,17 @@ class RunDir:
         return self._worker_path("checkpoints", strategy)
 
     def has_checkpoint(self) -> bool:
-        return tf.train.latest_checkpoint(self.checkpoint_dir(None)) is not None
+        """Whether the run has a checkpoint: TensorFlow's (``ckpt-<step>`` files) or a JAX
+        run's (Orbax's ``<step>`` folders: ``training.jax_checkpoints``)."""
+        return bool(self.checkpoint_paths() or self.orbax_steps())
+
+    def orbax_steps(self) -> list[int]:
+        """The complete steps of a JAX run's Orbax checkpoints, oldest first."""
+        folder = self.checkpoint_dir(None)
+        if not tf.io.gfile.isdir(folder):
+            return []
+        return sorted(int(n.rstrip("/")) for n in tf.io.gfile.listdir(folder)
+                      if n.rstrip("/").isdigit())
 
     def log_dir(self, strategy) -> str:
         return self._worker_path("logs", strategy)
@@ -84,6 +94,12 @@ class RunDir:
         saved = self.read_spec()
         if saved is None:
             return
+        if saved.runtime.backend != spec.runtime.backend:
+            raise ValueError(
+                f"model_dir {self.path!r} was trained under Keras' {saved.runtime.backend} "
+                f"backend; its checkpoints resume only under it: pass --backend "
+                f"{saved.runtime.backend} (or KERAS_BACKEND={saved.runtime.backend}), or use a "
+                "new --model_dir (evaluate, predict and export read runs of either backend)")
         identity, before = spec.identity(), saved.identity()
         diff = {k: (before[k], v) for k, v in identity.items() if before[k] != v}
         if diff:

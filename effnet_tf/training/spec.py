@@ -5,8 +5,8 @@ run is, and the one record every later reader takes its decisions from.
         model:   the scaling (width, depth, image size, dropout), classes, normalization, ...
         data:    the source, splits, Preprocess (crops, eval crop, resize), Augment, Mix, ...
         optim:   batch, schedule, optimizer, loss terms, weight average
-        runtime: strategy, precision and XLA as resolved on this machine, checkpoints, logs
-    --> <model_dir>/config.json {"format_version": 2, "spec", "config", "class_names"}
+        runtime: backend, strategy, precision and XLA as resolved on this machine, checkpoints
+    --> <model_dir>/config.json {"format_version": 3, "spec", "config", "class_names"}
     --> read back by evaluate, predict, export and a resumed train (``load``)
 
 ``config.json`` files written before the spec (format 1: ``config`` + ``identity``) load
@@ -25,7 +25,9 @@ from effnet_tf.modeling.scaling import Scaling
 from pipelines import options as pipeline_options
 from pipelines.options import Augment, Mix, Preprocess
 
-FORMAT_VERSION = 2  # 1: config.json of runs before the spec (config, identity, class_names)
+# 1: config.json of runs before the spec (config, identity, class_names); 2: the spec
+# without runtime.backend (those runs trained under TensorFlow, its default)
+FORMAT_VERSION = 3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,6 +107,7 @@ class RuntimeSpec:
     keep_checkpoints: int
     checkpoint_data_position: str
     log_every_steps: int
+    backend: str = "tensorflow"  # the Keras backend that trained: tensorflow | jax
 
 
 @dataclasses.dataclass(frozen=True)
@@ -174,9 +177,9 @@ def model_scaling(config) -> Scaling:
 
 def resolve(config, *, num_classes: int, steps_per_epoch: int | None, precision: str,
             jit_compile, scaling: Scaling | None = None,
-            data: DataSpec | None = None) -> RunSpec:
+            data: DataSpec | None = None, backend: str = "tensorflow") -> RunSpec:
     """The config with everything the run decided: classes (from the data unless set),
-    steps per epoch (counted unless set), precision and XLA (for this machine); and what the
+    steps per epoch (counted unless set), backend, precision and XLA (for this machine); and what the
     pretrained weight set (``config.pretrained``, a set name) needs: its normalization, its
     model's padding and batch norm epsilon, and its evaluation crop unless the config sets
     one."""
@@ -201,8 +204,8 @@ def resolve(config, *, num_classes: int, steps_per_epoch: int | None, precision:
     optim = OptimSpec(**{f.name: config[f.name] for f in dataclasses.fields(OptimSpec)
                          if f.name != "steps_per_epoch"}, steps_per_epoch=steps_per_epoch)
     runtime = RuntimeSpec(**{f.name: config[f.name] for f in dataclasses.fields(RuntimeSpec)
-                             if f.name not in ("precision", "jit_compile")},
-                          precision=precision, jit_compile=jit_compile)
+                             if f.name not in ("precision", "jit_compile", "backend")},
+                          precision=precision, jit_compile=jit_compile, backend=backend)
     return RunSpec(model, data, optim, runtime)
 
 
