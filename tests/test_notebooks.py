@@ -43,6 +43,7 @@ def test_quickstart_runs(tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_colab_tpu_notebook_falls_back_and_resumes(tmp_path, monkeypatch):
     outputs = "\n".join(execute("colab_tpu.ipynb", tmp_path, monkeypatch))
-    assert "no TPU: CPU/GPU strategy, tiny config" in outputs
+    assert "no TPU: JAX on CPU, two simulated devices, tiny config" in outputs
+    assert "Backend jax. Devices: 2 x cpu" in outputs
     assert "Done at step 16" in outputs
     assert "resuming at step 16" in outputs and "Done at step 24" in outputs

@@ -10,7 +10,9 @@ Sources: ``keras.remat`` is ``tf.recompute_grad`` on TensorFlow (Keras 3.9+,
 ``keras/src/backend/tensorflow/core.py``), which recomputes ``f`` after the upstream gradient
 arrives (a data dependency, so graph mode and XLA do not hoist it); it replays ``f`` as is,
 state updates and random draws included (TensorFlow ``ops/custom_gradient.py``), hence the
-StatelessScope below. TensorFlow only: on JAX the state updates inside the call would not trace.
+StatelessScope below. Under JAX (``keras.remat`` is ``jax.checkpoint``) each block is a pure
+function of its input and its variables' values, returning its new state
+(``_remat_run_jax``).
 Inside the recomputed blocks, and in the stem (which is not recomputed), the widest conv +
 batch norm + swish triples have a backward pass that keeps only the convolution's input and
 runs a batch slice at a time (``fused_backward.conv_batch_norm_swish``): B0's peak was there.
@@ -140,14 +142,15 @@ class EfficientNetModel(keras.Model):
         if training is not True or mask is not None or kwargs:
             return super().call(inputs, training=training, mask=mask, **kwargs)
         values = {id(self.inputs[0]): keras.ops.convert_to_tensor(inputs)}
+        on_jax = keras.backend.backend() == "jax"
         for segment in self._remat_plan.segments:
             if segment.block is None:
                 _run(segment, values, training)
             elif not segment.recompute:
-                _run(segment, values, training, fuse=True)
+                _run(segment, values, training, fuse=not on_jax)
             else:
-                values[id(segment.output)] = _remat_run(segment, values[id(segment.source)],
-                                                        training)
+                run = _remat_run_jax if on_jax else _remat_run
+                values[id(segment.output)] = run(segment, values[id(segment.source)], training)
         outputs = [values[id(t)] for t in self.outputs]
         return outputs[0] if len(outputs) == 1 else outputs
 
@@ -238,4 +241,29 @@ def _remat_run(segment: _Segment, x, training):
     y = keras.remat(block)(x)
     for variable, value in zip(state, after):  # the forward pass's updates, once
         variable.assign(value)
+    return y
+
+
+def _remat_run_jax(segment: _Segment, x, training):
+    """``_remat_run`` under JAX (``keras.remat`` is ``jax.checkpoint``): the block is a pure
+    function of its input and of its variables' values as the step has them (the caller's
+    ``StatelessScope``; weights too, so their gradients flow), returning its output and its
+    new state (statistics, seeds), which are applied once; nothing leaves the checkpointed
+    trace but its outputs. No fused backward pass (TensorFlow's)."""
+    variables = [v for layer in segment.layers for v in layer.variables]
+    state_ids = {id(v) for layer in segment.layers for v in layer.non_trainable_variables}
+    current = [v.value for v in variables]
+
+    def block(x, current):
+        values = {id(segment.source): x}
+        with keras.StatelessScope(state_mapping=list(zip(variables, current))) as scope:
+            _run(segment, values, training)
+        updated = [scope.get_current_value(v) for v in variables]
+        return values[id(segment.output)], [c if u is None else u
+                                            for u, c in zip(updated, current)]
+
+    y, after = keras.remat(block)(x, current)
+    for variable, value in zip(variables, after):  # the forward pass's updates, once
+        if id(variable) in state_ids:
+            variable.assign(value)
     return y

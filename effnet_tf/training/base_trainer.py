@@ -39,6 +39,7 @@ class BaseTrainer:
         self._held = contextlib.ExitStack()
         self.traced_before = False
         self.timed_images, self.timed_seconds = 0, 0.0
+        self.first_call_seconds = None  # the first compiled call: tracing, compiling, 1 call
         # The epoch's running sums and the per-epoch losses, checkpointed so that a resumed
         # run's summary.json equals an uninterrupted one's.
         self.run_state = {"epoch_sums": [0.0, 0.0, 0], "train_loss_per_epoch": []}
@@ -116,6 +117,8 @@ class BaseTrainer:
         if self.traced_before:
             self.timed_images += count * self.spec.optim.global_batch_size
             self.timed_seconds += seconds
+        elif self.first_call_seconds is None:
+            self.first_call_seconds = seconds
 
     def _check_finite(self, loss: float, step: int, latest: str | None) -> None:
         if not math.isfinite(loss):

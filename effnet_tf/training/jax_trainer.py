@@ -79,10 +79,6 @@ class JaxTrainer(BaseTrainer):
             logging.warning("config.jit_compile=false: under JAX every step is compiled")
         runtime.set_determinism(config.seed, config.deterministic)
         self._resolve(config, model_dir, precision, True)
-        if self.spec.model.remat != "none":
-            raise ValueError(
-                f"config.remat={self.spec.model.remat!r}: rematerialization is TensorFlow-only "
-                "for now; train with KERAS_BACKEND=tensorflow or --config.remat=none")
         self.log_dir = (self.run_dir.log_dir(None) if self.is_chief else os.path.join(
             self.run_dir.path, "workers", f"process_{self.process_index}", "logs"))
 

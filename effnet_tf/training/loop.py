@@ -114,6 +114,8 @@ def _train(trainer, start_step: int, stop: StopRequests) -> dict:
         history["interrupted"] = stop.name()
     if trainer.timed_seconds:
         history["images_per_second"] = trainer.timed_images / trainer.timed_seconds
+    if trainer.first_call_seconds is not None:
+        history["first_call_seconds"] = trainer.first_call_seconds
     return history
 
 

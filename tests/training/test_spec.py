@@ -29,6 +29,18 @@ def test_a_spec_reads_back_as_it_was_written():
     assert spec_lib.from_json(saved, "config.json") == spec
 
 
+def test_a_format_2_spec_reads_as_a_tensorflow_run_and_the_backend_is_written():
+    """Format 2 (before runtime.backend) was written by TensorFlow runs only."""
+    spec = spec_lib.resolve(get_config(), num_classes=3, steps_per_epoch=5,
+                            precision="float32", jit_compile=False, backend="jax")
+    saved = json.loads(json.dumps(spec.to_json()))
+    assert saved["format_version"] == 3 and saved["spec"]["runtime"]["backend"] == "jax"
+    del saved["spec"]["runtime"]["backend"]
+    saved["format_version"] = 2
+    old = spec_lib.from_json(saved, "config.json")
+    assert old.runtime.backend == "tensorflow" and old.model == spec.model
+
+
 def test_a_config_json_of_a_newer_version_is_refused_by_name(tmp_path):
     run = tmp_path / "run"
     shutil.copytree(V1_RUN, run)

@@ -29,7 +29,8 @@ def test_training_lowers_the_loss_and_writes_the_run(trained_dir):
     assert len(losses) == 3 and losses[-1] < 0.8 * losses[0], losses
     assert result["step"] == 18 and result["top1"] > 0.3  # above chance (4 classes)
     saved = json.load(open(os.path.join(model_dir, "config.json")))
-    assert saved["format_version"] == 2
+    assert saved["format_version"] == 3
+    assert saved["spec"]["runtime"]["backend"] == "tensorflow"
     model = saved["spec"]["model"]
     assert (model["width_coefficient"], model["depth_coefficient"], model["image_size"],
             model["num_classes"]) == (0.25, 0.25, 64, 4)
