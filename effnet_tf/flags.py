@@ -60,8 +60,13 @@ def _prog() -> str:
 
 
 def fail(message: str, code: int = 2):
-    """Ends a command with one line on stderr, ``<command>: error: <message>``, no traceback."""
+    """Ends a command with one line on stderr, ``<command>: error: <message>``, no traceback.
+    A thread given up on while it waits on something outside (the download of a TFDS
+    preparation stopped for making no progress: ``pipelines.startup.leave_behind``) is not
+    waited for, as Python's exit would: the process ends at once (``exit_now``)."""
     sys.stderr.write(f"{_prog()}: error: {message}\n")
+    if startup.threads_left_behind():
+        exit_now(code)
     sys.exit(code)
 
 

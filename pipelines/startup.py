@@ -1,7 +1,8 @@
 """What a ``python -m`` command does before TensorFlow loads (5-12 s): its usage errors as
 one line, and TensorFlow's C++ start-up lines (oneDNN, CPU instructions, ...) kept off the
-screen. ``pipelines.service`` and the ``effnet_tf`` commands (through ``effnet_tf.flags``)
-take both from here, so the decision is made in one place. This module must not import TensorFlow.
+screen; and what it must know when it ends: the threads it gave up on (``leave_behind``).
+``pipelines.service`` and the ``effnet_tf`` commands (through ``effnet_tf.flags``) take these
+from here, so each decision is made in one place. This module must not import TensorFlow.
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ import os
 import re
 import sys
 import tempfile
+import threading
 
 QUIET_LEVEL = 2  # TF_CPP_MIN_LOG_LEVEL by default: warnings and info off, errors still shown
+_LEFT_BEHIND: list[threading.Thread] = []
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -24,6 +27,20 @@ class OneLineParser(argparse.ArgumentParser):
 
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def leave_behind(thread: threading.Thread) -> None:
+    """Records ``thread`` as given up on while it waits on something outside the process (a
+    TFDS download stopped for making no progress). A thread cannot be stopped, and Python's
+    exit waits for it, or for the ``concurrent.futures`` workers it started (joined at exit
+    although they are daemon threads): a command that ends while one is alive must end with
+    ``os._exit`` (``effnet_tf.flags.fail`` does)."""
+    _LEFT_BEHIND.append(thread)
+
+
+def threads_left_behind() -> bool:
+    """Whether a thread given to ``leave_behind`` is still running."""
+    return any(thread.is_alive() for thread in _LEFT_BEHIND)
 
 
 def quiet_tensorflow(level: int = QUIET_LEVEL) -> None:
