@@ -13,12 +13,9 @@ TensorFlow.
 
 from __future__ import annotations
 
-import contextlib
 import difflib
-import importlib.abc
 import importlib.util
 import os
-import re
 import sys
 import tempfile
 
@@ -26,6 +23,7 @@ from absl import flags, logging
 from ml_collections import config_flags
 
 from effnet_tf.training.config import BACKENDS, PRECISIONS, STRATEGIES, get_config
+from pipelines import startup
 
 DEFAULT_CONFIG = os.path.join(os.path.dirname(__file__), "training", "config.py")
 RECIPES = "effnet_tf.configs"  # configs/ of the repository, installed under this name
@@ -62,8 +60,13 @@ def _prog() -> str:
 
 
 def fail(message: str, code: int = 2):
-    """Ends a command with one line on stderr, ``<command>: error: <message>``, no traceback."""
+    """Ends a command with one line on stderr, ``<command>: error: <message>``, no traceback.
+    A thread given up on while it waits on something outside (the download of a TFDS
+    preparation stopped for making no progress: ``pipelines.startup.leave_behind``) is not
+    waited for, as Python's exit would: the process ends at once (``exit_now``)."""
     sys.stderr.write(f"{_prog()}: error: {message}\n")
+    if startup.threads_left_behind():
+        exit_now(code)
     sys.exit(code)
 
 
@@ -165,67 +168,17 @@ def parse_flags(argv: list[str]) -> list[str]:
 
 def quiet_logs() -> None:
     """Without ``--verbosity``: absl logs warnings and up, and TensorFlow's C++ start-up lines
-    (oneDNN, CPU instructions, ...) are off (``TF_CPP_MIN_LOG_LEVEL=2``, errors still shown),
-    so the lines on screen are the command's. ``--verbosity=0`` (INFO) or more shows them
-    all; a TF_CPP_MIN_LOG_LEVEL the user set wins. Call before TensorFlow is imported."""
+    (oneDNN, CPU instructions, ...) are off (``pipelines.startup.quiet_tensorflow``:
+    ``TF_CPP_MIN_LOG_LEVEL=2``, errors still shown), so the lines on screen are the command's.
+    ``--verbosity=0`` (INFO) or more shows them all; a TF_CPP_MIN_LOG_LEVEL the user set
+    wins. Call before TensorFlow is imported."""
     verbosity = flags.FLAGS["verbosity"]
     if verbosity.present:
         level = min(3, max(0, -int(verbosity.value)))
     else:
         logging.set_verbosity(logging.WARNING)
-        level = 2
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", str(level))
-    if os.environ["TF_CPP_MIN_LOG_LEVEL"] != "0" and "tensorflow" not in sys.modules:
-        sys.meta_path.insert(0, _QuietTensorFlowImport())
-
-
-# TensorFlow 2.21 logs its C++ start-up INFO lines (oneDNN) through Abseil before
-# absl::InitializeLog, where TF_CPP_MIN_LOG_LEVEL does not reach (abseil-cpp PR #1957), so
-# they are held back at the file-descriptor level while TensorFlow is imported.
-_LOG_LINE = re.compile(r"WARNING: |[IWEF]\d{4} \d\d:\d\d:\d\d")
-_CHATTER = re.compile(r"WARNING: All log messages before absl::InitializeLog|I\d{4} ")
-
-
-@contextlib.contextmanager
-def _startup_lines_held():
-    """stderr (fd 2) into a file while the block runs, then written back without the C++
-    INFO lines (and the lines continuing them)."""
-    sys.stderr.flush()
-    with tempfile.TemporaryFile() as held:
-        saved = os.dup(2)
-        os.dup2(held.fileno(), 2)
-        try:
-            yield
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            held.seek(0)
-            dropping = False
-            for line in held.read().decode(errors="replace").splitlines(keepends=True):
-                if _LOG_LINE.match(line):
-                    dropping = bool(_CHATTER.match(line))
-                if not dropping:
-                    sys.stderr.write(line)
-            sys.stderr.flush()
-
-
-class _QuietTensorFlowImport(importlib.abc.MetaPathFinder):
-    """Imports ``tensorflow``, whoever asks first, with its start-up lines held back."""
-
-    def find_spec(self, name, path=None, target=None):
-        if name != "tensorflow":
-            return None
-        sys.meta_path.remove(self)
-        spec = importlib.util.find_spec(name)
-        if spec is not None and spec.loader is not None:
-            exec_module = spec.loader.exec_module
-
-            def quiet_exec_module(module):
-                with _startup_lines_held():
-                    exec_module(module)
-
-            spec.loader.exec_module = quiet_exec_module
-        return spec
+        level = startup.QUIET_LEVEL
+    startup.quiet_tensorflow(level)
 
 
 def _check_config_overrides(argv: list[str]) -> None:

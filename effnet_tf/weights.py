@@ -13,27 +13,22 @@ that the library's converter fills.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
 from effnet_tf.modeling import weight_sets
 from effnet_tf.modeling.weight_loading import (is_checkpoint, is_torch, load, pretrained_path, read_h5,
                                         save_h5, variant_of)
+from pipelines.startup import OneLineParser, quiet_tensorflow
 
 __all__ = ["convert", "fetch", "is_checkpoint", "load", "main", "pretrained_path", "read_h5",
            "save_h5", "variant_of"]
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line and exit code 2, as for any usage error
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m effnet_tf.weights",
-                     description="Published EfficientNet weights: list, fetch, convert.")
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+def _parser() -> OneLineParser:
+    parser = OneLineParser(prog="python -m effnet_tf.weights",
+                           description="Published EfficientNet weights: list, fetch, convert.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     commands.add_parser("list", help="print the catalogue of weight sets")
     fetch_cmd = commands.add_parser("fetch", help="download (and convert) into the Keras cache")
     fetch_cmd.add_argument("set", help=f"one of {', '.join(weight_sets.SETS)}")
@@ -149,4 +144,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    quiet_tensorflow()  # as the other commands: TensorFlow's start-up lines off
     sys.exit(main())

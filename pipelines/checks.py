@@ -26,6 +26,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import stat
 
 import numpy as np
 import tensorflow as tf
@@ -212,8 +213,33 @@ def _check_folders(source, counts, train_split, eval_split, fatal, warnings) -> 
     for split in (train_split, eval_split):
         if split not in counts:
             continue
-        unreadable = [p for p, _ in source.examples(split) if not os.access(p, os.R_OK)]
+        unreadable = [(p, why) for p, _ in source.examples(split) if (why := why_unreadable(p))]
         if unreadable:
             fatal.append(f"{len(unreadable)} image file(s) of split {split!r} cannot be read "
-                         f"(first: {unreadable[0]!r}): fix their permissions or move them out "
-                         f"of {source.root!r}")
+                         f"(first: {unreadable[0][0]!r}: {unreadable[0][1]}): fix their "
+                         f"permissions, put image files in their place or move them out of "
+                         f"{source.root!r}")
+
+
+_NOT_FILES = ((stat.S_ISFIFO, "a named pipe"), (stat.S_ISCHR, "a character device"),
+              (stat.S_ISBLK, "a block device"), (stat.S_ISDIR, "a folder"))
+
+
+def why_unreadable(path: str) -> str | None:
+    """Why the pipeline could not read ``path`` as a file (None when it can): opened for
+    reading as the pipeline opens it, but without waiting (a named pipe would block the
+    reader until something writes to it), and a regular file. Not ``os.access``, which
+    answers for the real user id: root may read any file, but not a pipe, a socket or a
+    device."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as e:  # EACCES, ENXIO (a socket), ELOOP, ENOENT (removed meanwhile)
+        return e.strerror or type(e).__name__
+    try:
+        mode = os.fstat(fd).st_mode
+    finally:
+        os.close(fd)
+    if stat.S_ISREG(mode):
+        return None
+    kind = next((name for is_kind, name in _NOT_FILES if is_kind(mode)), "something else")
+    return f"{kind}, not a file"

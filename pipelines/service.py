@@ -58,15 +58,17 @@ the same TensorFlow version as the trainer and see the same file paths.
 
 from __future__ import annotations
 
-import argparse
 import os
 import signal
 import socket
 import sys
 import threading
 
-from absl import logging
+from absl import flags, logging
 
+from pipelines import startup
+
+PROG = "python -m pipelines.service"  # how its messages name the command
 MODES = ("distributed_epoch", "parallel_epochs")
 PROTOCOL = "grpc"
 DEFAULT_WORKER_TIMEOUT_MS = 10_000  # how long a silent worker counts as alive
@@ -166,11 +168,12 @@ def start_worker(dispatcher: str, port: int = 0, worker_address: str | None = No
 
 
 def _parse(argv):
-    parser = argparse.ArgumentParser(
-        prog="python -m pipelines.service",
+    parser = startup.OneLineParser(
+        prog=PROG,
         description="Run a tf.data service dispatcher or worker for pipelines.build("
                     "data_service=...).")
-    roles = parser.add_subparsers(dest="role", required=True)
+    roles = parser.add_subparsers(dest="role", required=True, metavar="dispatcher|worker",
+                                  parser_class=startup.OneLineParser)
     dispatcher = roles.add_parser("dispatcher", help="the job coordinator (one per cluster)")
     dispatcher.add_argument("--port", type=int, required=True)
     dispatcher.add_argument("--work_dir", default=None,
@@ -196,7 +199,9 @@ def _parse(argv):
 
 
 def main(argv=None) -> int:
-    args = _parse(sys.argv[1:] if argv is None else argv)
+    args = _parse(sys.argv[1:] if argv is None else argv)  # before TensorFlow is imported
+    startup.quiet_tensorflow()  # its start-up lines off; TF_CPP_MIN_LOG_LEVEL=0 shows all
+    flags.FLAGS.mark_as_parsed()  # absl's flags at their defaults: no "before flag parsing"
     logging.set_verbosity(logging.INFO)
     logging.use_absl_handler()
     if args.role == "dispatcher":
@@ -208,7 +213,7 @@ def main(argv=None) -> int:
             server = start_worker(args.dispatcher, args.port, args.worker_address,
                                   args.heartbeat_interval_ms)
         except ValueError as e:
-            sys.stderr.write(f"python -m pipelines.service: error: {e}\n")
+            sys.stderr.write(f"{PROG}: error: {e}\n")
             return 2
         logging.info("tf.data service worker at %s, dispatcher %s", server._address,
                      args.dispatcher)

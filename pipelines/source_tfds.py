@@ -8,6 +8,7 @@ from __future__ import annotations
 import tensorflow as tf
 from absl import logging
 
+from pipelines import tfds_prepare
 from pipelines.source_base import AUTOTUNE, Source, _file_seed, _num_pipelines, split_aliases
 
 
@@ -18,7 +19,8 @@ class TFDSSource(Source):
     applies; an image stored as raw ``uint8`` pixels (a ``Tensor`` feature of shape ``(h, w)``
     or ``(h, w, c)``) is encoded to PNG, which is lossless, for the same preprocessing.
     ``data_dir`` as in ``tfds.load``; with ``download=True`` the dataset is prepared on first
-    use (datasets with manual downloads, such as ``imagenet2012``, say how).
+    use (datasets with manual downloads, such as ``imagenet2012``, say how), under a watchdog
+    that stops a preparation making no progress (``pipelines.tfds_prepare``).
     """
 
     def __init__(self, dataset: str, *, data_dir: str | None = None, download: bool = True):
@@ -85,11 +87,30 @@ class TFDSSource(Source):
         except (KeyError, ValueError, AttributeError):
             return 1
 
+    def prepare(self) -> None:
+        """The dataset prepared in its data_dir (once; nothing to do when it is already):
+        a ``ValueError`` that names the data_dir and the fix when it cannot be, and
+        ``PreparationStalled`` when preparing makes no progress."""
+        if self._prepared:
+            return
+        if not self.download:
+            raise ValueError(f"{self.name} is not prepared in its data_dir and download is off")
+        try:
+            tfds_prepare.prepare(self.builder)
+        except tfds_prepare.PreparationStalled:
+            raise
+        except Exception as e:  # TFDS raises many kinds (manual downloads, network, disk)
+            why = " ".join(str(e).split())[:600] or type(e).__name__
+            raise ValueError(
+                f"dataset {self.name} is not prepared in data_dir {self.builder.data_dir!r} "
+                f"and preparing it failed: {why} (prepare it once with `tfds build "
+                f"{self.name[5:]} --data_dir DIR` and pass --data_dir DIR)") from e
+        self._prepared = True
+
     def records(self, split: str, *, shuffle_files=False, input_context=None, seed=None):
         tfds = self._tfds
-        if self.download and not self._prepared:
-            self.builder.download_and_prepare()
-            self._prepared = True
+        if self.download:
+            self.prepare()
         split = self.split_name(split)
         pipelines, pipeline_id = _num_pipelines(input_context)
         by_file = pipelines == 1 or self._num_files(split) >= pipelines

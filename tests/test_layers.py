@@ -13,7 +13,7 @@ LINT = os.path.join(os.path.dirname(sys.executable), "lint-imports")
 CONTRACTS = ("Layers: modeling <- pipelines <- training <- deploy <- sizing <- commands",
              "pipelines take only the scaling arithmetic from the model",
              # commands check flags and read run directories' specs before TensorFlow loads
-             "config, run spec and pipeline options load without TensorFlow",
+             "config, run spec, pipeline options, start-up load without TensorFlow",
              "the model is built with Keras only (no TensorFlow): it also builds under JAX")
 
 

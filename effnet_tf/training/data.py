@@ -70,7 +70,7 @@ def count_examples(source, split: str, model_dir: str) -> int:
     A TFDS dataset that is not prepared yet is prepared first (as reading it would)."""
     count = source.num_examples(split)
     if count is None and isinstance(source, pipelines.TFDSSource):
-        _prepare_tfds(source)
+        source.prepare()
         count = source.num_examples(split)
     if count is not None:
         return count
@@ -109,20 +109,6 @@ def counted_num_classes(data, source, model_dir: str) -> int:
             f"dataset {data.dataset!r} does not say how many classes it has and holds no "
             "labels to count: set --config.num_classes"])[0])
     return result.counted_num_classes()
-
-
-def _prepare_tfds(source) -> None:
-    if not getattr(source, "download", True):
-        raise ValueError(f"{source.name} is not prepared in its data_dir and download is off")
-    try:
-        source.builder.download_and_prepare()
-    except Exception as e:  # TFDS raises many kinds (manual downloads, network, disk)
-        why = " ".join(str(e).split())[:600] or type(e).__name__
-        raise ValueError(
-            f"dataset {source.name} is not prepared in data_dir {source.builder.data_dir!r} and "
-            f"preparing it failed: {why} (prepare it once with `tfds build "
-            f"{source.name[5:]} --data_dir DIR` and pass --data_dir DIR)") from e
-    source._prepared = True
 
 
 @dataclasses.dataclass

@@ -27,12 +27,13 @@ def free_port() -> int:
 class Server:
     """``python -m pipelines.service <args>`` in a subprocess; stderr goes to a file."""
 
-    def __init__(self, tmp_path, *args):
+    def __init__(self, tmp_path, *args, env=None):
         self.log = str(tmp_path / f"{args[0]}-{free_port()}.log")
         with open(self.log, "w") as err:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "pipelines.service", *args], cwd=REPO, text=True,
-                stdout=subprocess.PIPE, stderr=err, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+                stdout=subprocess.PIPE, stderr=err,
+                env=env or dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
 
     def ready(self) -> str:
         """Waits for the READY line (the server is up); returns it."""

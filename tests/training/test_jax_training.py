@@ -193,3 +193,40 @@ def test_four_devices_follow_one_device_at_the_same_global_batch(digits, tmp_pat
         summary = json.load(open(tmp_path / str(devices) / "summary.json"))
         losses.append(summary["train_loss_per_epoch"])
     np.testing.assert_allclose(losses[0], losses[1], rtol=0.02)
+
+
+@pytest.mark.slow
+def test_fine_tuning_in_bfloat16_from_pretrained_weights(digits, tmp_path):
+    """Under JAX in mixed_bfloat16: the pretrained file's backbone is loaded (its other head
+    skipped), trained with the backbone frozen for epoch 1, unfrozen for epoch 2, batch
+    norm frozen throughout, so the BN layers end exactly as the file had them."""
+    import effnet_tf
+    from effnet_tf.modeling import weight_loading
+    from effnet_tf.training.jax_checkpoints import read_weights
+    from effnet_tf.training.recipe import build_model
+    from effnet_tf.training.run_dir import RunDir
+
+    pretrained = effnet_tf.EfficientNet(
+        effnet_tf.Scaling("p", 0.25, 0.25, 32, 0.2), classes=5)  # another head: skipped
+    weight_loading.save_h5(pretrained, tmp_path / "pretrained.h5")
+    model_dir = tmp_path / "run"
+    result = run_module(
+        "effnet_tf.train", "--backend", "jax", *SMALL, "--epochs=2", f"--dataset={digits}",
+        f"--model_dir={model_dir}", f"--config.pretrained={tmp_path / 'pretrained.h5'}",
+        "--config.mixed_precision=mixed_bfloat16", "--config.freeze_backbone_epochs=1",
+        "--config.freeze_batch_norm=True", env=jax_env(tmp_path / "cache"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "precision mixed_bfloat16" in result.stdout
+    summary = json.load(open(model_dir / "summary.json"))
+    assert summary["step"] == 20 and all(np.isfinite(summary["train_loss_per_epoch"]))
+
+    model = build_model(RunDir(str(model_dir)).read_spec().model)
+    step, values, _ = read_weights(str(model_dir / "checkpoints"))
+    for variable, value in zip(model.weights, values):
+        variable.assign(value)
+
+    def same(name):
+        return all(np.array_equal(a, b) for a, b in zip(
+            model.get_layer(name).get_weights(), pretrained.get_layer(name).get_weights()))
+    assert step == 20 and same("stem_bn") and same("top_bn") and same("block7a_project_bn")
+    assert not same("stem_conv")  # trained in epoch 2
