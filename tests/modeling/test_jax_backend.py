@@ -52,7 +52,7 @@ def randomized(model, seed=0):
 
 
 @pytest.mark.slow
-def test_jax_backend_gives_the_tensorflow_logits(tmp_path):
+def test_jax_backend_gives_the_tensorflow_logits(tmp_path, jax_env):
     keras.utils.set_random_seed(0)
     model = randomized(effnet_tf.EfficientNet(
         "b0", input_shape=(SIZE, SIZE, 3), classifier_activation=None))
@@ -61,7 +61,7 @@ def test_jax_backend_gives_the_tensorflow_logits(tmp_path):
     np.save(tmp_path / "images.npy", images)
     expected = model.predict(images, verbose=0)
 
-    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu",
+    env = {**os.environ, **jax_env, "JAX_PLATFORMS": "cpu",
            "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": REPO}
     done = subprocess.run(
         [sys.executable, "-c", JAX_SCRIPT, str(tmp_path / "b0.h5"),
@@ -131,11 +131,11 @@ print(json.dumps({
 """
 
 
-def test_remat_under_jax_gives_the_same_step():
+def test_remat_under_jax_gives_the_same_step(jax_env):
     """``remat`` under JAX (``jax.checkpoint`` per MBConv block): the same loss, gradients
     and BN statistics as the plain model, dropout masks included."""
     done = subprocess.run([sys.executable, "-c", REMAT_SCRIPT], cwd=REPO, capture_output=True,
-                          text=True, timeout=900, env=dict(os.environ, KERAS_BACKEND="jax"))
+                          text=True, timeout=900, env=dict(os.environ, **jax_env))
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["remat_blocks"] >= 7

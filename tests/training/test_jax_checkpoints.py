@@ -78,11 +78,9 @@ def test_rotation_keeps_the_newest_and_their_input_positions(tmp_path):
     np.testing.assert_array_equal(weights[0], np.full((2, 3), 3.0))
 
 
-def test_a_keras_file_saved_under_jax_loads_under_tensorflow(tmp_path):
+def test_a_keras_file_saved_under_jax_loads_under_tensorflow(tmp_path, jax_env):
     """The same logits from a ``.keras`` file written by a model built and run under JAX."""
     script = f"""
-import os, json
-os.environ["KERAS_BACKEND"] = "jax"
 import numpy as np
 from effnet_tf import EfficientNet, Scaling
 model = EfficientNet(Scaling("tiny", 0.25, 0.25, 32, 0.2), weights=None, classes=5)
@@ -92,7 +90,7 @@ np.save({str(tmp_path / 'images.npy')!r}, images)
 np.save({str(tmp_path / 'probs.npy')!r}, np.asarray(model(images, training=False)))
 """
     done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True,
-                          text=True, timeout=600)
+                          text=True, timeout=600, env=dict(os.environ, **jax_env))
     assert done.returncode == 0, done.stderr[-2000:]
     import keras
 

@@ -29,10 +29,6 @@ SMALL = ["--config", "small_images", "--config.width_coefficient=0.25",
          "--config.checkpoint_every_steps=4"]
 
 
-def jax_env(tmp_cache):
-    return {"KERAS_BACKEND": "jax", "JAX_COMPILATION_CACHE_DIR": str(tmp_cache)}
-
-
 def start_train(model_dir, dataset, *args, env):
     return subprocess.Popen(
         [sys.executable, "-m", "effnet_tf.train", "--backend", "jax", *SMALL,
@@ -55,11 +51,11 @@ def wait_for(proc, prefix: str, seen: list, timeout: float = 600) -> str:
 
 
 @pytest.fixture(scope="module")
-def jax_run(tmp_path_factory, digits):
+def jax_run(tmp_path_factory, digits, jax_env):
     """One JAX run on 2 simulated devices: stopped by SIGTERM during epoch 1 (a second run on
     its model_dir refused meanwhile), resumed to the end."""
     root = tmp_path_factory.mktemp("jax_run")
-    model_dir, env = str(root / "run"), jax_env(root / "jax_cache")
+    model_dir, env = str(root / "run"), jax_env
     first = start_train(model_dir, digits, "--config.cpu_devices=2", env=env)
     out = []
     start_line = wait_for(first, "Backend ", out)
@@ -144,21 +140,21 @@ def test_predict_and_tflite_export_of_a_jax_run(jax_run, tmp_path):
     assert trained.class_names[top] in predict.stdout
 
 
-def test_a_batch_that_does_not_divide_among_the_devices_is_refused(digits, tmp_path):
+def test_a_batch_that_does_not_divide_among_the_devices_is_refused(digits, tmp_path, jax_env):
     result = run_module("effnet_tf.train", "--backend", "jax", *SMALL, f"--dataset={digits}",
                         f"--model_dir={tmp_path / 'run'}", "--config.cpu_devices=4",
-                        "--batch_size=18", env=jax_env(tmp_path / "cache"))
+                        "--batch_size=18", env=jax_env)
     assert result.returncode == 2
     assert "config.global_batch_size=18 does not divide among 4 replicas" in result.stderr
 
 
 @pytest.mark.slow
-def test_resume_after_sigkill_ends_with_the_uninterrupted_weights(digits, tmp_path):
+def test_resume_after_sigkill_ends_with_the_uninterrupted_weights(digits, tmp_path, jax_env):
     """Deterministic: SIGKILL after the step-4 checkpoint, resume; the final weights equal an
     uninterrupted run's."""
     from effnet_tf.training.jax_checkpoints import read_weights
 
-    env = jax_env(tmp_path / "cache")
+    env = jax_env
     args = ["--deterministic", "--config.cpu_devices=2"]
     whole = run_module("effnet_tf.train", "--backend", "jax", *SMALL, f"--dataset={digits}",
                        f"--model_dir={tmp_path / 'whole'}", *args, env=env)
@@ -178,11 +174,11 @@ def test_resume_after_sigkill_ends_with_the_uninterrupted_weights(digits, tmp_pa
 
 
 @pytest.mark.slow
-def test_four_devices_follow_one_device_at_the_same_global_batch(digits, tmp_path):
+def test_four_devices_follow_one_device_at_the_same_global_batch(digits, tmp_path, jax_env):
     """Data parallel over 4 simulated devices: the same global batch, the same data (seeded),
     per-epoch losses within 2% of the 1-device run (the sums of gradients across devices are
     reassociated, nothing else differs)."""
-    env = jax_env(tmp_path / "cache")
+    env = jax_env
     losses = []
     for devices in (1, 4):
         result = run_module("effnet_tf.train", "--backend", "jax", *SMALL, "--epochs=2",
@@ -196,7 +192,7 @@ def test_four_devices_follow_one_device_at_the_same_global_batch(digits, tmp_pat
 
 
 @pytest.mark.slow
-def test_fine_tuning_in_bfloat16_from_pretrained_weights(digits, tmp_path):
+def test_fine_tuning_in_bfloat16_from_pretrained_weights(digits, tmp_path, jax_env):
     """Under JAX in mixed_bfloat16: the pretrained file's backbone is loaded (its other head
     skipped), trained with the backbone frozen for epoch 1, unfrozen for epoch 2, batch
     norm frozen throughout, so the BN layers end exactly as the file had them."""
@@ -214,7 +210,7 @@ def test_fine_tuning_in_bfloat16_from_pretrained_weights(digits, tmp_path):
         "effnet_tf.train", "--backend", "jax", *SMALL, "--epochs=2", f"--dataset={digits}",
         f"--model_dir={model_dir}", f"--config.pretrained={tmp_path / 'pretrained.h5'}",
         "--config.mixed_precision=mixed_bfloat16", "--config.freeze_backbone_epochs=1",
-        "--config.freeze_batch_norm=True", env=jax_env(tmp_path / "cache"))
+        "--config.freeze_batch_norm=True", env=jax_env)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "precision mixed_bfloat16" in result.stdout
     summary = json.load(open(model_dir / "summary.json"))
