@@ -49,6 +49,35 @@ def test_training_lowers_the_loss_and_writes_the_run(trained_dir):
             "eval/top1", "eval/top5", "eval/loss"} <= tags, tags
 
 
+def test_a_stop_during_the_last_step_resumes_to_the_epoch_s_summary(tmp_path, monkeypatch):
+    """SIGTERM during the run's very last step: the checkpoint is saved there without the
+    evaluation, and the resumed run (nothing left to train) reports the epoch's training
+    loss and accuracy beside its evaluation, as an uninterrupted run does."""
+    import signal
+
+    from effnet_tf.training.trainer import Interrupted, Trainer
+
+    config = tiny_config(epochs=1, steps_per_epoch=3, checkpoint_every_steps=100)
+    run_steps = Trainer.run_steps
+
+    def stopped_on_the_last_step(self, step, count):
+        result = run_steps(self, step, count)
+        if step + count == self.total_steps:
+            os.kill(os.getpid(), signal.SIGTERM)  # as a preemption arriving then
+        return result
+
+    monkeypatch.setattr(Trainer, "run_steps", stopped_on_the_last_step)
+    with pytest.raises(Interrupted):
+        train_and_evaluate(config, str(tmp_path))
+    monkeypatch.undo()
+    stopped = json.load(open(tmp_path / "summary.json"))
+    assert stopped["interrupted"] == "SIGTERM" and stopped["step"] == 3 and "top1" not in stopped
+    resumed = train_and_evaluate(config, str(tmp_path))
+    assert resumed["step"] == 3 and resumed["epoch"] == 1 and "interrupted" not in resumed
+    assert resumed["train_loss"] == pytest.approx(stopped["train_loss_per_epoch"][0])
+    assert {"train_top1", "top1", "loss", "images"} <= resumed.keys()
+
+
 def test_rerun_of_a_finished_run_trains_no_more(trained_dir):
     model_dir, _ = trained_dir
     before = checkpoint_weights(model_dir)
