@@ -21,13 +21,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
-import subprocess
 import sys
 import tempfile
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from train_speed import measured  # benchmarks/ is sys.path[0]
+
 TINY = ["--config.width_coefficient=0.25", "--config.depth_coefficient=0.25", "--image_size=64"]
 
 
@@ -93,28 +92,14 @@ def bare_step(variant: str, batch: int, steps: int, precision: str) -> None:
         state, loss = compiled(state, images, labels)
     float(loss)
     seconds = time.perf_counter() - started
-    usage = resource.getrusage(resource.RUSAGE_SELF)
     print("RESULT " + json.dumps({"images_per_second": batch * steps / seconds,
                                   "first_call_seconds": first,
-                                  "peak_mb": usage.ru_maxrss / 1024,
                                   "device": str(jax.devices()[0].device_kind)}), flush=True)
-
-
-def _run(args: list[str], env: dict | None = None) -> dict:
-    out = subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True,
-                         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", **(env or {})))
-    result = {}
-    for line in out.stdout.splitlines():
-        if line.startswith("RESULT "):
-            result.update(json.loads(line[len("RESULT "):]))
-    if out.returncode != 0:
-        result["error"] = (out.stderr.strip().splitlines() or ["?"])[-1][:80]
-    return result
 
 
 def trainer(backend: str, variant: str, batch: int, steps: int, precision: str) -> dict:
     with tempfile.TemporaryDirectory() as model_dir:
-        result = _run([__file__, "--module", "effnet_tf.train", f"--backend={backend}",
+        result = measured(["-m", "effnet_tf.train", f"--backend={backend}",
                        f"--model_dir={model_dir}", *_scaling_args(variant), "--dataset=random",
                        f"--batch_size={batch}", "--epochs=1",
                        f"--config.steps_per_epoch={steps + 1}", "--config.eval_steps=1",
@@ -127,21 +112,6 @@ def trainer(backend: str, variant: str, batch: int, steps: int, precision: str) 
     return result
 
 
-def run_module_measured(argv: list[str]) -> None:
-    """``python -m argv[0] argv[1:]`` in this process, then its peak RSS as a RESULT line."""
-    import runpy
-
-    sys.argv = argv
-    try:
-        runpy.run_module(argv[0], run_name="__main__", alter_sys=True)
-    except SystemExit as e:
-        if e.code:
-            raise
-    finally:
-        usage = resource.getrusage(resource.RUSAGE_SELF)
-        print("RESULT " + json.dumps({"peak_mb": usage.ru_maxrss / 1024}), flush=True)
-
-
 def _cell(result: dict, key: str, fmt: str = "{:.1f}") -> str:
     return fmt.format(result[key]) if key in result else result.get("error", "-")
 
@@ -151,9 +121,6 @@ def _ratio(a: dict, b: dict, key: str) -> str:
 
 
 def main():
-    if sys.argv[1:2] == ["--module"]:
-        run_module_measured(sys.argv[2:])
-        return
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--bare", nargs=4, metavar=("VARIANT", "BATCH", "STEPS", "PRECISION"))
     parser.add_argument("--variants", default="tiny,b0")
@@ -171,7 +138,7 @@ def main():
     rows = []
     for variant in args.variants.split(","):
         for precision in args.precisions.split(","):
-            bare = _run([__file__, "--bare", variant, str(args.batch), str(args.steps),
+            bare = measured([__file__, "--bare", variant, str(args.batch), str(args.steps),
                          precision])
             tf_run = jax_run = {}
             if not args.bare_only:

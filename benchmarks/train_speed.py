@@ -45,48 +45,34 @@ def plain_fit(variant: str, batch: int, steps: int, jit: bool) -> None:
 
     model.fit(random_batches(batch, size, 1000), steps_per_epoch=steps + 1, epochs=1,
               verbose=0, callbacks=[clock])
-    import resource
-
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    print("RESULT " + json.dumps({"images_per_second": batch * steps / sum(times[1:]),
-                                  "peak_mb": usage.ru_maxrss / 1024,
-                                  "page_faults": usage.ru_minflt}))
+    print("RESULT " + json.dumps({"images_per_second": batch * steps / sum(times[1:])}))
 
 
-def run(args: list[str]) -> dict:
-    """Runs this script with ``args`` in a new process; its RESULT lines and its peak RSS."""
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    out = subprocess.run([sys.executable, __file__, *args], cwd=REPO, env=env,
-                         capture_output=True, text=True)
+def measured(args: list[str], env: dict | None = None) -> dict:
+    """Runs ``python args`` in a new process: its RESULT lines, and its peak resident memory
+    and minor page faults as the kernel counted them (``os.wait4``: right also for a process
+    that ends with ``os._exit``, as the train command does once it is done)."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen([sys.executable, *args], cwd=REPO, stdout=out, stderr=err,
+                                env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", **(env or {})))
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
     result = {}
-    for line in out.stdout.splitlines():
+    for line in stdout.splitlines():
         if line.startswith("RESULT "):
             result.update(json.loads(line[len("RESULT "):]))
-    if "images_per_second" not in result and out.returncode != 0:
-        result["error"] = (out.stderr.strip().splitlines() or ["?"])[-1][:60]
+    result.update(peak_mb=usage.ru_maxrss / 1024, page_faults=usage.ru_minflt)
+    if proc.returncode != 0:
+        result["error"] = (stderr.strip().splitlines() or ["?"])[-1][:80]
     return result
-
-
-def run_module_measured(argv: list[str]) -> None:
-    """``python -m argv[0] argv[1:]`` in this process, then its peak RSS as a RESULT line."""
-    import resource
-    import runpy
-
-    sys.argv = argv
-    try:
-        runpy.run_module(argv[0], run_name="__main__", alter_sys=True)
-    except SystemExit as e:
-        if e.code:
-            raise
-    finally:
-        usage = resource.getrusage(resource.RUSAGE_SELF)
-        print("RESULT " + json.dumps({"peak_mb": usage.ru_maxrss / 1024,
-                                      "page_faults": usage.ru_minflt}), flush=True)
 
 
 def ours(variant: str, batch: int, steps: int, jit: bool) -> dict:
     with tempfile.TemporaryDirectory() as model_dir:
-        result = run(["--module", "effnet_tf.train", f"--model_dir={model_dir}",
+        result = measured(["-m", "effnet_tf.train", f"--model_dir={model_dir}",
                       f"--variant={variant}", "--dataset=random", f"--batch_size={batch}",
                       "--epochs=1", f"--config.steps_per_epoch={steps + 1}",
                       "--config.eval_steps=1", "--strategy=cpu",
@@ -108,9 +94,6 @@ def _median(runs: list[dict]) -> dict:
 
 
 def main():
-    if sys.argv[1:2] == ["--module"]:
-        run_module_measured(sys.argv[2:])
-        return
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--plain", nargs=4, metavar=("VARIANT", "BATCH", "STEPS", "JIT"))
     parser.add_argument("--variants", default="b0")
@@ -137,8 +120,8 @@ def main():
             runs_a, runs_b = [], []
             for _ in range(args.repeats):
                 runs_a.append(ours(variant, args.batch, args.steps, jit))
-                runs_b.append(run(["--plain", variant, str(args.batch), str(args.steps),
-                                   str(jit)]))
+                runs_b.append(measured([__file__, "--plain", variant, str(args.batch),
+                                        str(args.steps), str(jit)]))
             a, b = _median(runs_a), _median(runs_b)
             cell = lambda d, k: f"{d[k]:.1f}" if k in d else d.get("error", "-")  # noqa
             ratio = lambda k: f"{a[k] / b[k]:.2f}" if k in a and k in b else "-"  # noqa

@@ -22,7 +22,12 @@ class NonFiniteLossError(RuntimeError):
 
 
 class CheckpointWriteError(RuntimeError):
-    pass
+    @classmethod
+    def of(cls, step: int, directory: str, error: Exception, latest: str | None):
+        """The failed write of the step-``step`` checkpoint, its cause in one line."""
+        cause = " ".join((getattr(error, "message", None) or str(error)).split())[:300]
+        return cls(f"could not write the step-{step} checkpoint to {directory}: {cause}; "
+                   f"the last good checkpoint ({latest or 'none'}) is kept")
 
 
 class BaseTrainer:

@@ -104,7 +104,8 @@ class JaxTrainer(BaseTrainer):
         if optim.ema_decay:
             self.state["ema"] = [jax.numpy.array(self.state["variables"][i], copy=True)
                                  for i in self.weight_index]
-            self.state["ema_updates"] = jax.device_put(np.int32(0), self._replicated())
+            self.state["ema_updates"] = np.int32(0)
+        self.state = self._placed(self.state)
 
         self.track_data_position = self._wants_data_position()
         context = tf.distribute.InputContext(self.processes, self.process_index,
@@ -126,6 +127,11 @@ class JaxTrainer(BaseTrainer):
 
     def _replicated(self):
         return NamedSharding(self.batch_sharding.mesh, PartitionSpec())
+
+    def _placed(self, state: dict) -> dict:
+        """``state`` replicated over the devices as the step returns it: the same shardings
+        and types in as out, so the step compiles once (not again at its second call)."""
+        return jax.device_put(state, self._replicated())
 
     def devices_line(self) -> str:
         return (f"Devices: {len(self.devices)} x {self.devices[0].device_kind} "
@@ -166,6 +172,7 @@ class JaxTrainer(BaseTrainer):
         if "ema" in tree:
             self.state["ema"] = jax_checkpoints.from_tree(tree["ema"])
             self.state["ema_updates"] = tree["ema_updates"]
+        self.state = self._placed(self.state)
         self.run_state.update(run_state)
         self.step = self.saved_step = step
         logging.info("Resumed from %s at step %d", self.checkpoints.latest(), step)
@@ -177,11 +184,8 @@ class JaxTrainer(BaseTrainer):
         try:
             self.checkpoints.save(step, self._checkpoint_tree(), self.run_state)
         except (tf.errors.OpError, OSError, ValueError) as e:
-            cause = " ".join((getattr(e, "message", None) or str(e)).split())[:300]
-            raise CheckpointWriteError(
-                f"could not write the step-{step} checkpoint to "
-                f"{self.checkpoints.directory}: {cause}; the last good checkpoint "
-                f"({self.checkpoints.latest() or 'none'}) is kept") from None
+            raise CheckpointWriteError.of(step, self.checkpoints.directory, e,
+                                          self.checkpoints.latest()) from None
         self.saved_step = step
 
     # ---- training and evaluation ----------------------------------------------------------

@@ -152,11 +152,8 @@ class Trainer(BaseTrainer):
             self.manager.save(checkpoint_number=step)
         except (tf.errors.OpError, OSError) as e:
             self.run_dir.remove_partial_checkpoints(self.strategy)
-            cause = " ".join((getattr(e, "message", None) or str(e)).split())[:300]
-            raise CheckpointWriteError(
-                f"could not write the step-{step} checkpoint to "
-                f"{self.run_dir.checkpoint_dir(self.strategy)}: {cause}; the last good "
-                f"checkpoint ({self.manager.latest_checkpoint or 'none'}) is kept") from None
+            raise CheckpointWriteError.of(step, self.run_dir.checkpoint_dir(self.strategy), e,
+                                          self.manager.latest_checkpoint) from None
         self.saved_step = step
 
     def run_steps(self, step: int, count: int) -> tuple[float, float, float]:
