@@ -1,7 +1,7 @@
 """Training speed under TensorFlow and under JAX, and the JAX trainer against a bare jitted
 step of the same model.
 
-    python benchmarks/backend_speed.py                       # tiny and b0 at 224, ~25 min here
+    python benchmarks/backend_speed.py                       # tiny and b0 at 224, ~4 min here
     python benchmarks/backend_speed.py --variants tiny --steps 8
     python benchmarks/backend_speed.py --bare-only --variants b0,b4 --precisions bfloat16,float32
                                        # JAX only (no TensorFlow needed): an accelerator machine
