@@ -122,6 +122,9 @@ COLAB_TPU = [
         "# !pip install -q \"effnet_tf[jax] @ git+https://github.com/effnet-tf/effnet_tf\""),
     new_code_cell(SMALL + "\nos.environ[\"KERAS_BACKEND\"] = \"jax\"  # before Keras is imported\n"
                   "import jax\n\n"
+                  "# The CPU fallback's two simulated devices, set before JAX starts (a TPU\n"
+                  "# runtime's TPU devices are not affected)\n"
+                  "jax.config.update(\"jax_num_cpu_devices\", 2)\n"
                   "ON_TPU = jax.devices()[0].platform == \"tpu\" and not SMALL\n"
                   "print(f\"{jax.device_count()} {jax.devices()[0].platform} device(s)\" if ON_TPU\n"
                   "      else \"no TPU: JAX on CPU, two simulated devices, tiny config\")"),
