@@ -235,7 +235,11 @@ def define_flags() -> None:
                       "Keras backend: tensorflow (tf.distribute) or jax (TPU VMs, "
                       "keras.distribution); default KERAS_BACKEND, else tensorflow.")
     flags.DEFINE_enum("strategy", None, list(STRATEGIES), "Devices: auto (all), cpu, ...; "
-                      "under TensorFlow the tf.distribute strategy.")
+                      "under TensorFlow the tf.distribute strategy (multi_worker: TF_CONFIG); "
+                      "under JAX multi_worker joins the processes with "
+                      "jax.distributed.initialize (outside a TPU VM, Slurm, Open MPI or "
+                      "Kubernetes: JAX_COORDINATOR_ADDRESS=host:port of process 0, "
+                      "JAX_NUM_PROCESSES, JAX_PROCESS_ID).")
     flags.DEFINE_string("tpu", None, "TPU name/address for TPUClusterResolver ('' on Colab).")
     flags.DEFINE_enum("jit_compile", None, ["auto", "true", "false"], "XLA compilation.")
     flags.DEFINE_enum("mixed_precision", None, list(PRECISIONS), "Precision policy.")

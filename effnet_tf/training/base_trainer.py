@@ -58,6 +58,11 @@ class BaseTrainer:
                              f"{replicas} replicas")
         self._held.enter_context(self.run_dir.lock(enabled=chief))
 
+    def stop_agreement(self):
+        """How the run's processes agree on a stop request (``interrupts.StopRequests``):
+        None where one process decides alone."""
+        return None
+
     def close(self) -> None:
         """Releases the model_dir."""
         self._held.close()

@@ -76,8 +76,9 @@ def _means(loss: float, top1: float, topk: float, count: float) -> dict:
 def _evaluate_jax(model, dataset, k: int, steps) -> dict:
     """``evaluate_model`` under Keras' JAX backend: logits from one jitted function of the
     model's variables (the batch sharded over the devices when a distribution is set and the
-    batch divides among them), the sums in NumPy with TensorFlow's ``in_top_k`` rule (a
-    label is in the top k unless k other logits are larger)."""
+    batch divides among them; each process gets the batch's logits from all of them), the
+    sums in NumPy with TensorFlow's ``in_top_k`` rule (a label is in the top k unless k
+    other logits are larger)."""
     logits_of = _jax_logits_fn(model)
     totals = np.zeros(4)
     for i, batch in enumerate(dataset.as_numpy_iterator()):
@@ -119,7 +120,11 @@ def _jax_logits_fn(model):
                 distribution.device_mesh.devices.flatten()) == 0:
             images = keras.distribution.distribute_tensor(
                 images, distribution.get_data_layout(images.shape))
-        return compiled([v.value for v in model.variables], images)
+        logits = compiled([v.value for v in model.variables], images)
+        if not logits.is_fully_addressable:  # sharded over several processes' devices
+            from jax.experimental import multihost_utils
+            logits = multihost_utils.process_allgather(logits, tiled=True)
+        return logits
 
     return run
 

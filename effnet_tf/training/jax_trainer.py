@@ -33,7 +33,7 @@ def use_devices(strategy: str, cpu_devices: int) -> list:
     (``cpu``, ``one_device``). ``cpu_devices`` simulates that many CPU devices (tests, a
     laptop); it must be set before JAX starts its CPU backend."""
     if strategy == "multi_worker" and not jax.distributed.is_initialized():
-        jax.distributed.initialize()  # the coordinator from the cluster's environment
+        join_processes()
     if cpu_devices > 1:
         try:
             jax.config.update("jax_num_cpu_devices", cpu_devices)
@@ -51,6 +51,31 @@ def use_devices(strategy: str, cpu_devices: int) -> list:
     return devices[:1] if strategy in ("cpu", "one_device") else devices
 
 
+def join_processes() -> None:
+    """``jax.distributed.initialize``: JAX finds the coordinator on a TPU VM and under Slurm,
+    Open MPI or Kubernetes; elsewhere every process is given ``JAX_COORDINATOR_ADDRESS``
+    (process 0's host:port, read by JAX), ``JAX_NUM_PROCESSES`` and ``JAX_PROCESS_ID`` (read
+    here: JAX takes these two as arguments only). CPU devices of different processes reduce
+    over gloo (TCP): JAX 0.10's default, set here where a JAX has none."""
+    if jax.config.jax_cpu_collectives_implementation is None:
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    given = {name: os.environ.get(f"JAX_{name.upper()}") for name in ("num_processes",
+                                                                       "process_id")}
+    try:
+        jax.distributed.initialize(**{k: int(v) for k, v in given.items() if v})
+    except ValueError as e:
+        raise ValueError(f"--strategy multi_worker under JAX: {e} (outside a TPU VM, Slurm, "
+                         "Open MPI or Kubernetes set JAX_COORDINATOR_ADDRESS=host:port of "
+                         "process 0, JAX_NUM_PROCESSES and JAX_PROCESS_ID)") from None
+
+
+def _largest_of_processes(value: int) -> int:
+    """The largest of the values the run's processes give (each one calls this in turn)."""
+    from jax.experimental import multihost_utils
+
+    return int(np.max(multihost_utils.process_allgather(np.int32(value))))
+
+
 class JaxTrainer(BaseTrainer):
     backend = "jax"
 
@@ -59,7 +84,7 @@ class JaxTrainer(BaseTrainer):
         self.devices = use_devices(config.strategy, config.cpu_devices)
         self.process_index, self.processes = jax.process_index(), jax.process_count()
         self.is_chief = self.process_index == 0
-        self._hold_model_dir(len(self.devices), self.is_chief)
+        self._hold_shared_model_dir()
         try:
             self._build(config, model_dir)
         except BaseException:
@@ -124,6 +149,24 @@ class JaxTrainer(BaseTrainer):
         self.step = 0
         self._phase = None
         self._called = False
+
+    def _hold_shared_model_dir(self) -> None:
+        """``_hold_model_dir``, its outcome shared: when the chief is refused the model_dir,
+        every process stops (instead of waiting for the chief's share of the first batch)."""
+        error = None
+        try:
+            self._hold_model_dir(len(self.devices), self.is_chief)
+        except ValueError as e:
+            error = e
+        if self.processes > 1 and _largest_of_processes(error is not None) and error is None:
+            error = ValueError(f"model_dir {self.run_dir.path!r}: process 0 of this run could "
+                               "not take it (its error says why)")
+        if error is not None:
+            raise error
+
+    def stop_agreement(self):
+        # the largest signal any process received (0: none), at the same step in all of them
+        return None if self.processes == 1 else _largest_of_processes
 
     def _replicated(self):
         return NamedSharding(self.batch_sharding.mesh, PartitionSpec())

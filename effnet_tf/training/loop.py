@@ -27,7 +27,7 @@ def train_and_evaluate(config, model_dir: str) -> dict:
     (``Interrupted``); the same call resumes."""
     trainer = _trainer_class(config)(config, model_dir)
     chief = trainer.is_chief
-    with contextlib.closing(trainer), StopRequests() as stop:
+    with contextlib.closing(trainer), StopRequests(trainer.stop_agreement()) as stop:
         start_step = trainer.restore()
         if chief:
             class_names = trainer.data.source and trainer.data.source.class_names
@@ -128,6 +128,7 @@ def _train_epoch(trainer, step: int, stop: StopRequests, progress: Progress, wri
     while step < epoch_end and not stop.requested:
         count = trainer.steps_in_next_call(step, epoch_end)
         loss, correct, seconds = trainer.run_steps(step, count)
+        stop.sync()
         step += count
         loss_sum, correct_sum, seen = loss_sum + loss, correct_sum + correct, seen + count
         trainer.run_state["epoch_sums"] = [loss_sum, correct_sum, seen]

@@ -69,7 +69,7 @@ class RunDir:
     def write_json(self, name: str, value: dict) -> None:
         """Atomic: written beside, then renamed over the old file."""
         tf.io.gfile.makedirs(self.path)
-        tmp = self._file(f".{name}.tmp")
+        tmp = self._file(f".{name}.{os.getpid()}.tmp")  # the processes of a run apart
         with tf.io.gfile.GFile(tmp, "w") as f:
             json.dump(value, f, indent=2, sort_keys=True, default=str)
         tf.io.gfile.rename(tmp, self._file(name), overwrite=True)
