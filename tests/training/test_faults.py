@@ -58,6 +58,8 @@ def test_sigterm_saves_at_the_current_step_and_resumes_to_the_uninterrupted_weig
             "--config.checkpoint_every_steps=1000", "--config.log_every_steps=1"]
     straight = train(tmp_path / "straight", *args)
     assert straight.returncode == 0, straight.stderr[-3000:]
+    recipe = json.load(open(tmp_path / "straight" / "config.json"))["config"]
+    assert recipe["dataset"] == "synthetic" and recipe["optimizer"] == "adam"  # cpu_smoke's
 
     run = tmp_path / "run"
     proc = start_train(run, *args)

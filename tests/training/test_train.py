@@ -57,7 +57,8 @@ def test_a_stop_during_the_last_step_resumes_to_the_epoch_s_summary(tmp_path, mo
 
     from effnet_tf.training.trainer import Interrupted, Trainer
 
-    config = tiny_config(epochs=1, steps_per_epoch=3, checkpoint_every_steps=100)
+    config = tiny_config(dataset="random", image_size=32, epochs=1, steps_per_epoch=3,
+                         checkpoint_every_steps=100)
     run_steps = Trainer.run_steps
 
     def stopped_on_the_last_step(self, step, count):
@@ -175,11 +176,11 @@ def test_mismatched_model_dir_is_refused_before_training(trained_dir):
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     model_dir = str(tmp_path)
-    train_and_evaluate(tiny_config(epochs=1, steps_per_epoch=4), model_dir)
+    small = dict(dataset="random", image_size=32, steps_per_epoch=4)
+    train_and_evaluate(tiny_config(epochs=1, **small), model_dir)
     good = checkpoint_weights(model_dir)
     with pytest.raises(NonFiniteLossError, match="loss became (nan|inf) at step [5-8]; stopped"):
-        train_and_evaluate(tiny_config(epochs=2, steps_per_epoch=4, base_learning_rate=1e38),
-                           model_dir)
+        train_and_evaluate(tiny_config(epochs=2, base_learning_rate=1e38, **small), model_dir)
     assert tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints")).endswith("-4")
     assert_same_weights(good, checkpoint_weights(model_dir))
 
@@ -211,8 +212,8 @@ def _weights_at(model_dir, step, config):
 def test_fine_tuning_trains_the_head_first_with_the_backbone_and_bn_frozen(tmp_path):
     import effnet_tf
     from effnet_tf.modeling import weight_loading as weights
-    config = tiny_config(epochs=2, steps_per_epoch=3, checkpoint_every_steps=3,
-                         freeze_backbone_epochs=1, freeze_batch_norm=True, ema_decay=0.0,
+    config = tiny_config(dataset="random", image_size=32, epochs=2, steps_per_epoch=3,
+                         checkpoint_every_steps=3, freeze_backbone_epochs=1, freeze_batch_norm=True, ema_decay=0.0,
                          pretrained=str(tmp_path / "pretrained.h5"))
     pretrained = effnet_tf.EfficientNet(
         effnet_tf.Scaling("p", 0.25, 0.25, 64, 0.2), classes=10)  # another head: skipped
