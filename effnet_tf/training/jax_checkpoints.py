@@ -1,10 +1,11 @@
 """A JAX run's checkpoints: Orbax (``orbax.checkpoint.CheckpointManager``) for the arrays, and
 a TensorFlow checkpoint for the input pipeline's position.
 
-``<model_dir>/checkpoints/<step>/``: Orbax's folder of one step, written to a temporary
-folder and renamed when complete (a kill during a write leaves no step folder; the
-temporary one is removed on the next start), on local disks and ``gs://`` alike, with
-multi-host coordination when ``jax.distributed`` is initialized. It holds ``state``:
+``<model_dir>/checkpoints/<step>/``: Orbax's folder of one step, with multi-host
+coordination when ``jax.distributed`` is initialized. On a local disk it is written to a
+temporary folder and renamed when complete (a kill during a write leaves no step folder; the
+temporary one is removed on the next start); on ``gs://``, which has no folder rename, it is
+written in place and complete once it holds ``commit_success.txt``. It holds ``state``:
 
     weights    {"0000": array, ...}  model.weights in order (BatchNorm statistics included)
     seeds      {"0000": array, ...}  the other model variables (dropout's seed states)
@@ -14,10 +15,12 @@ multi-host coordination when ``jax.distributed`` is initialized. It holds ``stat
 
 and ``run``, JSON: the run state (the epoch's sums, the per-epoch losses).
 
-``<model_dir>/checkpoints/input/process_<i>/step-<step>``: the tf.data iterator and the
+``<model_dir>/checkpoints_input/process_<i>/step-<step>``: the tf.data iterator and the
 count of skipped images of process ``i`` (tf.data's iterators are TensorFlow objects; Orbax
 has no handler for them), written before the Orbax step, so a step folder that exists has
-its input position beside it. Readers of the weights only (``evaluate``, ``export``) need
+its input position beside it. Beside Orbax's folder, not in it: on ``gs://`` Orbax takes
+every folder of its own without ``commit_success.txt`` for an unfinished step and deletes it
+when a run starts. Readers of the weights only (``evaluate``, ``export``) need
 neither TensorFlow nor Keras' backend to be JAX: ``read_weights`` returns NumPy arrays.
 """
 
@@ -30,7 +33,8 @@ import numpy as np
 from absl import logging
 
 STATE, RUN = "state", "run"
-INPUT_FOLDER = "input"
+INPUT_SUFFIX = "_input"  # the input positions' folder: Orbax's, with this suffix
+COMMIT_FILE = "commit_success.txt"  # Orbax's mark of a complete step folder on gs://
 
 
 def _ocp():
@@ -54,13 +58,16 @@ def from_tree(tree: dict) -> list:
 
 def steps(directory: str) -> list[int]:
     """The complete steps in ``directory``, oldest first (Orbax's folders are named by the
-    step; its unfinished ones carry a suffix)."""
+    step; its unfinished ones carry a suffix, or on gs:// lack ``COMMIT_FILE``)."""
     import tensorflow as tf  # gfile: local paths and gs:// alike
 
     if not tf.io.gfile.isdir(directory):
         return []
     names = [n.rstrip("/") for n in tf.io.gfile.listdir(directory)]
-    return sorted(int(n) for n in names if n.isdigit())
+    found = [n for n in names if n.isdigit()]
+    if directory.startswith("gs://"):
+        found = [n for n in found if tf.io.gfile.exists(f"{directory}/{n}/{COMMIT_FILE}")]
+    return sorted(int(n) for n in found)
 
 
 class Checkpoints:
@@ -76,7 +83,8 @@ class Checkpoints:
                 max_to_keep=keep, create=True, enable_async_checkpointing=False,
                 cleanup_tmp_directories=True))
         self.input_items = input_items or {}
-        self.input_dir = os.path.join(self.directory, INPUT_FOLDER, f"process_{process_index}")
+        self.input_dir = os.path.join(self.directory.rstrip("/") + INPUT_SUFFIX,
+                                      f"process_{process_index}")
         self._input = None
         if self.input_items:
             import tensorflow as tf

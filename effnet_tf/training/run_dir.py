@@ -17,6 +17,7 @@ import time
 import tensorflow as tf
 from absl import logging
 
+from effnet_tf.training import jax_checkpoints  # its module imports neither JAX nor Orbax
 from effnet_tf.training import spec as spec_lib
 from effnet_tf.training.runtime import is_chief
 
@@ -50,11 +51,7 @@ class RunDir:
 
     def orbax_steps(self) -> list[int]:
         """The complete steps of a JAX run's Orbax checkpoints, oldest first."""
-        folder = self.checkpoint_dir(None)
-        if not tf.io.gfile.isdir(folder):
-            return []
-        return sorted(int(n.rstrip("/")) for n in tf.io.gfile.listdir(folder)
-                      if n.rstrip("/").isdigit())
+        return jax_checkpoints.steps(self.checkpoint_dir(None))
 
     def log_dir(self, strategy) -> str:
         return self._worker_path("logs", strategy)

@@ -71,7 +71,7 @@ def test_rotation_keeps_the_newest_and_their_input_positions(tmp_path):
         checkpoints.save(step, state(step), {})
     checkpoints.close()
     assert jax_checkpoints.steps(str(tmp_path / "ckpt")) == [2, 3]
-    inputs = os.listdir(tmp_path / "ckpt" / "input" / "process_0")
+    inputs = os.listdir(tmp_path / "ckpt_input" / "process_0")
     assert sorted({name.split(".")[0] for name in inputs}) == ["step-2", "step-3"]
     step, weights, average = jax_checkpoints.read_weights(str(tmp_path / "ckpt"))
     assert step == 3 and average is None
