@@ -34,6 +34,9 @@ from absl import logging
 
 STATE, RUN = "state", "run"
 INPUT_SUFFIX = "_input"  # the input positions' folder: Orbax's, with this suffix
+# Where runs written before 2026-12-07 (local disks only) keep their input positions:
+# ``<Orbax's folder>/input/process_<i>/``; read, never written.
+OLD_INPUT_FOLDER = "input"
 COMMIT_FILE = "commit_success.txt"  # Orbax's mark of a complete step folder on gs://
 
 
@@ -85,6 +88,8 @@ class Checkpoints:
         self.input_items = input_items or {}
         self.input_dir = os.path.join(self.directory.rstrip("/") + INPUT_SUFFIX,
                                       f"process_{process_index}")
+        self.old_input_dir = os.path.join(self.directory, OLD_INPUT_FOLDER,
+                                          f"process_{process_index}")
         self._input = None
         if self.input_items:
             import tensorflow as tf
@@ -120,7 +125,7 @@ class Checkpoints:
                 restored = self.manager.restore(step, args=ocp.args.Composite(**{
                     STATE: ocp.args.StandardRestore(abstract), RUN: ocp.args.JsonRestore()}))
                 if self._input is not None:
-                    self._input.read(self._input_prefix(step)).assert_existing_objects_matched()
+                    self._input.read(self._saved_input(step)).assert_existing_objects_matched()
             except Exception as e:  # noqa: BLE001  Orbax raises many kinds; each means unreadable
                 cause = " ".join(str(e).split())[:300]
                 logging.warning("Checkpoint step %d is unreadable (%s)", step, cause)
@@ -136,6 +141,16 @@ class Checkpoints:
 
     def _input_prefix(self, step: int) -> str:
         return os.path.join(self.input_dir, f"step-{step}")
+
+    def _saved_input(self, step: int) -> str:
+        """The input position of ``step`` to read: in its folder, or an older run's."""
+        import tensorflow as tf
+
+        prefix = self._input_prefix(step)
+        old = os.path.join(self.old_input_dir, f"step-{step}")
+        if not tf.io.gfile.exists(prefix + ".index") and tf.io.gfile.exists(old + ".index"):
+            return old
+        return prefix
 
     def _remove_stale_inputs(self) -> None:
         import tensorflow as tf

@@ -63,6 +63,26 @@ def test_no_readable_step_is_an_error_not_a_fresh_start(tmp_path):
     reader.close()
 
 
+def test_a_run_with_its_input_positions_in_the_old_folder_resumes(tmp_path):
+    """Runs written before the positions moved out of Orbax's folder (where Orbax on gs://
+    deleted them) kept them in ``checkpoints/input/``: they resume at their position."""
+    iterator = iter(tf.data.Dataset.range(100))
+    checkpoints = jax_checkpoints.Checkpoints(str(tmp_path / "ckpt"), keep=3,
+                                              input_items={"train_iterator": iterator})
+    for _ in range(3):
+        next(iterator)
+    checkpoints.save(4, state(4.0), {})
+    checkpoints.close()
+    os.makedirs(tmp_path / "ckpt" / "input")
+    os.rename(tmp_path / "ckpt_input" / "process_0", tmp_path / "ckpt" / "input" / "process_0")
+    iterator = iter(tf.data.Dataset.range(100))
+    reader = jax_checkpoints.Checkpoints(str(tmp_path / "ckpt"), keep=3,
+                                         input_items={"train_iterator": iterator})
+    step, _, _ = reader.restore_latest(state(0.0))
+    reader.close()
+    assert step == 4 and int(next(iterator)) == 3
+
+
 def test_rotation_keeps_the_newest_and_their_input_positions(tmp_path):
     iterator = iter(tf.data.Dataset.range(100))
     checkpoints = jax_checkpoints.Checkpoints(str(tmp_path / "ckpt"), keep=2,

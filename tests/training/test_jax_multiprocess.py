@@ -104,7 +104,7 @@ def test_both_processes_resume_and_finish(runs):
     # the chief writes the run's files; process 1 its TensorBoard logs and input position
     assert (model_dir / "config.json").exists() and not (model_dir / "lock.json").exists()
     assert sorted(p.name for p in (model_dir / "workers").iterdir()) == ["process_1"]
-    assert sorted(p.name for p in (model_dir / "checkpoints" / "input").iterdir()) == [
+    assert sorted(p.name for p in (model_dir / "checkpoints_input").iterdir()) == [
         "process_0", "process_1"]
 
 
