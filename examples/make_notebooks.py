@@ -77,7 +77,7 @@ QUICKSTART = [
                   "size = scaling.resolution\n"
                   "source = pipelines.get_source(root, validation_fraction=0.2)\n"
                   "train = pipelines.build(source, \"train\", image_size=size, batch_size=16, "
-                  "seed=0)\n"
+                  "runtime=pipelines.Runtime(seed=0))\n"
                   "val = pipelines.build(source, \"validation\", image_size=size, batch_size=16)\n"
                   "keras.utils.set_random_seed(0)  # the same start each run\n"
                   "model = effnet_tf.EfficientNet(scaling, classes=source.num_classes)\n"

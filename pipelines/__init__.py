@@ -9,16 +9,16 @@ The one entry point::
 
     build(source, split="train", *, batch_size, image_size=None | variant=None,
           training=None, preprocess=Preprocess(), augment=None, mix=Mix(),
-          batching=Batching(), service=None, num_classes=None, input_context=None,
-          seed=None, skip_counter=None, **source_options)
+          batching=Batching(), runtime=Runtime(), **source_options)
         -> tf.data.Dataset of (images, labels)
 
 * ``source``: a ``Source`` or a string: ``"tfds:<name>"`` (an image stored as raw pixels
   rather than an encoded ``Image`` feature works too), a folder of TFRecord shards
   ``{split}-*`` (local or ``gs://``), a TFRecord glob or a pattern with ``{split}``, or an
   image folder ``root/<class_name>/*.jpg`` (see ``pipelines.sources``). ``source_options``
-  go to the source (``data_dir=``, ``download=`` for TFDS; ``validation_fraction=``,
-  ``validation_dir=`` for folders; ``num_classes=``, ``label_offset=`` for TFRecords).
+  go to the source: ``num_classes=`` (TFRecords that do not say; any other source checks
+  it against its own), ``data_dir=``, ``download=`` for TFDS; ``validation_fraction=``,
+  ``validation_dir=`` for folders; ``label_offset=`` for TFRecords.
 * ``image_size`` or ``variant`` (exactly one): ``variant`` is a name (``"b4"`` -> 380), a
   ``effnet_tf.Scaling`` or a phi number.
 * ``training`` defaults to ``split.startswith("train")``. Training: random-sized crop decoded
@@ -49,26 +49,30 @@ The one entry point::
     weights)``, weight 0 for the blanks, so every batch is full and none is dropped.
     ``cache``: True (memory) or a file path for the encoded records. ``dtype``
     ``"float32"``, ``"bfloat16"`` or ``"uint8"`` (fewer host-to-device bytes).
-  - ``service=Service("grpc://host:port", mode=None, job_name=None)`` (training only): the
+  - ``runtime=Runtime(seed=None, input_context=None, service=None, skip_counter=None)``:
+    the pipeline's place in a job, none of it a property of the data.
+    ``seed``: same seed -> same batches (file order, shuffle, crops, flips, augmentation,
+    mixing all derive from it; per input pipeline). Without a seed the pipeline is
+    non-deterministic and faster. For exact resume, checkpoint the iterator:
+    ``tf.train.Checkpoint(data=iterator)``.
+    ``input_context``: with ``strategy.distribute_datasets_from_function`` pass ``ctx`` and
+    ``batch_size=ctx.get_per_replica_batch_size(global_batch_size)`` (``batch_size`` is per
+    input pipeline). Sharding is by file when every pipeline gets a file, else by element.
+    ``service=Service("grpc://host:port", mode=None, job_name=None)`` (training only): the
     whole pipeline runs on tf.data service workers (``python -m pipelines.service``);
     ``mode`` ``"distributed_epoch"`` (each example once per epoch; TFRecords and folders),
     ``"parallel_epochs"`` (each worker a full shuffled copy) or None (auto); several
-    trainers share one job through ``job_name``; ``seed`` is ignored (not reproducible
-    across workers). Servers: ``python -m pipelines.service dispatcher --port P`` and
+    trainers share one job through ``job_name``; ``seed`` and ``input_context`` are then
+    not used (the service shards, and cannot be reproducible across workers). Servers:
+    ``python -m pipelines.service dispatcher --port P`` and
     ``python -m pipelines.service worker --dispatcher host:P``.
-* ``batch_size`` is per input pipeline: with ``strategy.distribute_datasets_from_function``
-  pass ``ctx.get_per_replica_batch_size(global_batch_size)`` and ``input_context=ctx``.
-  Sharding is by file when every pipeline gets a file, else by element.
+    ``skip_counter``: see below.
 * Images: ``[batch, size, size, 3]`` RGB in [0, 255], never normalized (the model does
   it). Labels: int32 ``[batch]``, or float32 one-hot ``[batch, num_classes]`` when
   ``one_hot`` or mixing (mixed labels sum to 1).
-* ``seed``: same seed -> same batches (file order, shuffle, crops, flips, augmentation,
-  mixing all derive from it; per input pipeline). Without a seed the pipeline is
-  non-deterministic and faster. For exact resume, checkpoint the iterator:
-  ``tf.train.Checkpoint(data=iterator)``.
 * Corrupt or truncated images are skipped, named in a warning on stderr and counted in
-  ``skip_counter`` (a ``SkipCounter``: ``.count``, ``.seen``, ``.report()`` logs through
-  absl; default: the process-wide one read by ``skipped_images()``). A pipeline that cannot
+  ``Runtime(skip_counter=)`` (a ``SkipCounter``: ``.count``, ``.seen``, ``.report()`` logs
+  through absl; default: the process-wide one read by ``skipped_images()``). A pipeline that cannot
   decode any of its first 64 images fails. Labels outside ``[0, num_classes)``, missing
   paths and empty sources raise errors naming the file or dataset.
 
@@ -99,7 +103,7 @@ _NAMES = {
     "pipelines.make_tfrecords": ("write_tfrecords",),
     "pipelines.mix": ("cutmix", "mix_batch", "mixup"),
     "pipelines.options": ("Augment", "Batching", "EvalPreprocess", "Mix", "Preprocess",
-                          "Service", "CROP_PADDING"),
+                          "Runtime", "Service", "CROP_PADDING"),
     "pipelines.preprocess": ("center_crop_window", "image_size_of", "make_eval_preprocess",
                              "make_train_preprocess", "random_crop_window"),
     "pipelines.skipping": ("SkipCounter", "skipped_images"),
@@ -129,6 +133,7 @@ __all__ = [
     "EvalPreprocess",
     "Mix",
     "Preprocess",
+    "Runtime",
     "Service",
     "FolderSource",
     "SkipCounter",

@@ -8,6 +8,7 @@ The stages, in order (records are small encoded images until the decode):
 
 from __future__ import annotations
 
+import dataclasses
 import zlib
 
 import tensorflow as tf
@@ -15,8 +16,8 @@ import tensorflow as tf
 from pipelines import augment as augment_lib
 from pipelines import mix as mix_lib
 from pipelines import preprocess as preprocess_lib
-from pipelines.options import Augment, Batching, Mix, Preprocess, Service, check_batch_size
-from pipelines.skipping import SkipCounter, default_skip_counter, map_skipping_errors
+from pipelines.options import Augment, Batching, Mix, Preprocess, Runtime, check_batch_size
+from pipelines.skipping import default_skip_counter, map_skipping_errors
 from pipelines.sources import FolderSource, TFRecordSource, check_labels, get_source
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -102,8 +103,8 @@ def _check_options(training, augment: Augment, mix: Mix, batching: Batching, num
                          "(training=False, repeat=False)")
     if (mix.active or batching.one_hot) and num_classes is None:
         raise ValueError(
-            f"num_classes of {source.name!r} is unknown; pass num_classes= (needed for "
-            "one-hot labels and mixup/cutmix)"
+            f"num_classes of {source.name!r} is unknown; pass num_classes= (a source option, "
+            "needed for one-hot labels and mixup/cutmix)"
         )
 
 
@@ -119,14 +120,14 @@ def build(
     augment: Augment | str | None = None,
     mix: Mix = Mix(),
     batching: Batching = Batching(),
-    service: Service | None = None,
-    num_classes: int | None = None,
-    input_context: tf.distribute.InputContext | None = None,
-    seed: int | None = None,
-    skip_counter: SkipCounter | None = None,
+    runtime: Runtime = Runtime(),
     **source_options,
 ) -> tf.data.Dataset:
     """A batched ``tf.data.Dataset`` of ``(images, labels)``; see ``pipelines`` for the API."""
+    moved = sorted(set(source_options) & {f.name for f in dataclasses.fields(Runtime)})
+    if moved:
+        raise TypeError(f"build({moved[0]}=...) is now build(..., "
+                        f"runtime=pipelines.Runtime({moved[0]}=...))")
     source = get_source(source, **source_options)
     image_size = preprocess_lib.image_size_of(image_size, variant)
     batch_size = check_batch_size(batch_size)
@@ -136,14 +137,14 @@ def build(
         batching.drop_remainder)
     repeat = training if batching.repeat is None else bool(batching.repeat)
     shuffle = training if batching.shuffle is None else bool(batching.shuffle)
-    num_classes = num_classes or source.num_classes
+    num_classes = source.num_classes
     dtype = tf.as_dtype(batching.dtype).name if isinstance(batching.dtype, tf.DType) else (
         batching.dtype)
     _check_options(training, augment, mix, batching, num_classes, source)
     preprocess.for_eval(image_size)  # the eval crop at this size: fail here, not in a map
-    input_context, seed, service_mode = _with_service(service, training, source,
-                                                      input_context, seed)
-    counter = skip_counter or default_skip_counter()
+    input_context, seed, service_mode = _with_service(runtime, training, source)
+    service = runtime.service
+    counter = runtime.skip_counter or default_skip_counter()
     pipeline_id = 0 if input_context is None else input_context.input_pipeline_id
     deterministic = seed is not None or not training
 
@@ -213,22 +214,23 @@ def build(
     return batches.prefetch(AUTOTUNE).with_options(options)
 
 
-def _with_service(service: Service | None, training, source, input_context, seed):
-    """``(input_context, seed, mode)`` for ``service=`` (see ``pipelines.service``): the
+def _with_service(runtime: Runtime, training, source):
+    """``(input_context, seed, mode)`` of a ``Runtime`` (see ``pipelines.service``): a
     service distributes the work, so the pipeline must not shard, and one seed would clone
     the workers (not reproducible across workers anyway)."""
+    service, input_context = runtime.service, runtime.input_context
     if service is None:
-        return input_context, seed, None
+        return input_context, runtime.seed, None
     from pipelines import service as service_lib
 
     service_lib.check_address(service.address)
     if not training:
-        raise ValueError("service= is for training pipelines (an evaluation reads its "
+        raise ValueError("Runtime(service=) is for training pipelines (an evaluation reads its "
                          "split once, in order, on the trainer)")
     if input_context is not None and input_context.num_input_pipelines > 1 and (
             not service.job_name):
         raise ValueError(
-            f"service= with {input_context.num_input_pipelines} input pipelines needs "
+            f"Runtime(service=) with {input_context.num_input_pipelines} input pipelines needs "
             "Service(job_name=...) (the same in every trainer) so that they share one job "
             "instead of each reading the whole dataset")
     mode = service_lib.choose_mode(service.mode, isinstance(source, (TFRecordSource,

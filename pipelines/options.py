@@ -12,7 +12,9 @@ resized bicubic.
 evaluation; ``EvalPreprocess`` is its evaluation half bound to an image size: the one object
 that a trained run's evaluation, ``predict``, the SavedModel's ``serve_image_bytes`` and int8
 calibration all prepare images with. ``Augment``, ``Mix`` and ``Service`` group the other
-knobs of ``pipelines.build``; ``Batching`` its batch and order options.
+knobs of ``pipelines.build``; ``Batching`` its batch and order options; ``Runtime`` the
+pipeline's place in a job (its seed, its shard, the service workers that run it, the counter
+of its skipped images), which no config file holds.
 """
 
 from __future__ import annotations
@@ -214,6 +216,33 @@ class Batching:
     def __post_init__(self):
         if str(self.dtype) not in OUTPUT_DTYPES:
             raise ValueError(f"dtype must be one of {OUTPUT_DTYPES}, got {self.dtype!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Runtime:
+    """How this copy of the pipeline runs within a job, none of it a property of the data:
+
+    ``seed``: its random streams (file order, shuffle, crops, augmentation, mixing), derived
+    per input pipeline; None: not reproducible, faster. ``input_context``: its shard under
+    ``tf.distribute`` (``distribute_datasets_from_function``). ``service``: a ``Service``
+    whose workers run it instead (training only); the service then decides the sharding and
+    the seed is not used (which worker makes which batch depends on timing).
+    ``skip_counter``: the ``SkipCounter`` its undecodable images count into (None: the
+    process-wide one behind ``pipelines.skipped_images()``).
+    """
+
+    seed: int | None = None
+    input_context: object = None  # tf.distribute.InputContext (no TensorFlow in this module)
+    service: Service | None = None
+    skip_counter: object = None  # pipelines.SkipCounter
+
+    def __post_init__(self):
+        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(
+                self.seed, numbers.Integral)):
+            raise ValueError(f"Runtime(seed=) must be an integer or None, got {self.seed!r}")
+        if self.service is not None and not isinstance(self.service, Service):
+            raise ValueError("Runtime(service=) takes a pipelines.Service(address, ...), got "
+                             f"{self.service!r}")
 
 
 def check_batch_size(batch_size) -> int:

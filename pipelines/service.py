@@ -1,12 +1,13 @@
 """The training input on other machines: TensorFlow's tf.data service.
 
 When one host's CPUs cannot feed its accelerators (decode, crop and bicubic resize cost about
-1 CPU ms per image), ``pipelines.build(..., data_service="grpc://host:port")`` runs the whole
-training pipeline (read, decode, crop, augment, batch) on tf.data service workers and the
-trainer only receives finished batches (``tf.data.experimental.service.distribute``;
+1 CPU ms per image),
+``pipelines.build(..., runtime=Runtime(service=Service("grpc://host:port")))`` runs the
+whole training pipeline (read, decode, crop, augment, batch) on tf.data service workers and
+the trainer only receives finished batches (``tf.data.experimental.service.distribute``;
 https://www.tensorflow.org/api_docs/python/tf/data/experimental/service).
 
-Processing modes (``data_service_mode=``):
+Processing modes (``Service(mode=)``):
 
 * ``"distributed_epoch"`` (``ShardingPolicy.DYNAMIC``): the dispatcher hands the source's
   files (or image paths) out to the workers one split at a time, so each example is
@@ -20,15 +21,15 @@ Processing modes (``data_service_mode=``):
   ``parallel_epochs`` for the rest (TFDS: its reader is not tested here for splitting; pass
   ``"distributed_epoch"`` to try, the service says so when the dataset cannot split).
 
-Training stays endless in both modes (the pipeline repeats on the workers). ``seed`` is
-ignored with the service: which worker makes which batch depends on timing, so it cannot be
+Training stays endless in both modes (the pipeline repeats on the workers). ``Runtime(seed=)``
+is not used with the service: which worker makes which batch depends on timing, so it cannot be
 reproducible, and one seed on every worker would give every ``parallel_epochs`` worker the
 same shuffle and crops. Undecodable
 images are still skipped, on the workers, but counted in no ``SkipCounter`` (that lives in
 the trainer process) and warned about on the worker's stderr.
 
-Batches travel from the workers to the trainer over gRPC: pass ``dtype="uint8"`` (the model
-casts and normalizes itself), 4x fewer bytes than float32 to serialize and send; in
+Batches travel from the workers to the trainer over gRPC: pass ``Batching(dtype="uint8")``
+(the model casts and normalizes itself), 4x fewer bytes than float32 to serialize and send; in
 ``benchmarks/pipeline_speed.py --data_service`` it cut the CPU per served image by about a
 quarter.
 

@@ -104,6 +104,13 @@ class Source:
     num_classes: int | None = None
     class_names: tuple[str, ...] | None = None
 
+    def check_num_classes(self, given: int | None) -> None:
+        """The ``num_classes=`` option given to a source that knows its classes must agree."""
+        if given is not None and self.num_classes is not None and int(given) != (
+                self.num_classes):
+            raise ValueError(f"num_classes={given} but dataset {self.name!r} has "
+                             f"{self.num_classes} classes")
+
     def num_examples(self, split: str) -> int | None:
         """Examples in ``split`` when known without reading the data, else None."""
         return None

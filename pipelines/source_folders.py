@@ -113,6 +113,7 @@ class FolderSource(Source):
         *,
         validation_dir: str | None = None,
         validation_fraction: float = 0.0,
+        num_classes: int | None = None,
     ):
         self.root = os.fspath(root).rstrip("/")
         self.name = self.root
@@ -134,6 +135,7 @@ class FolderSource(Source):
                 "(expected <root>/<class_name>/<image files>)"
             )
         self.num_classes = len(self.class_names)
+        self.check_num_classes(num_classes)
         self._examples: dict[str, list[tuple[str, int]]] = {}
         self.skipped_links: dict[str, list[tuple[str, str]]] = {}  # folder -> (link, why)
 

@@ -23,7 +23,8 @@ class TFDSSource(Source):
     that stops a preparation making no progress (``pipelines.tfds_prepare``).
     """
 
-    def __init__(self, dataset: str, *, data_dir: str | None = None, download: bool = True):
+    def __init__(self, dataset: str, *, data_dir: str | None = None, download: bool = True,
+                 num_classes: int | None = None):
         import tensorflow_datasets as tfds  # imported here: only this source needs it
 
         self._tfds = tfds
@@ -35,6 +36,7 @@ class TFDSSource(Source):
         label_feature = self.builder.info.features[self.label_key]
         self.num_classes = int(label_feature.num_classes)
         self.class_names = tuple(label_feature.names)
+        self.check_num_classes(num_classes)
         self._prepared = False
 
     def _feature_keys(self) -> tuple[str, str]:

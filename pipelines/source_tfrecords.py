@@ -47,7 +47,9 @@ class TFRecordSource(Source):
         self._metadata = self._read_metadata()
         names = class_names or self._metadata.get("class_names")
         self.class_names = tuple(names) if names else None
-        self.num_classes = num_classes or (len(self.class_names) if self.class_names else None)
+        self.num_classes = len(self.class_names) if self.class_names else None
+        self.check_num_classes(num_classes)
+        self.num_classes = self.num_classes or num_classes
         if label_offset is None:
             label_offset = self._metadata.get("label_offset", 1)
         self.label_offset = int(label_offset)

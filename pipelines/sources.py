@@ -83,9 +83,10 @@ def _has_tfrecords(folder: str) -> bool:
 def get_source(spec, **options) -> Source:
     """A ``Source`` from a string spec (module docstring); a ``Source`` is returned as is.
 
-    ``options`` go to the source's constructor: ``data_dir``, ``download`` (TFDS);
-    ``num_classes``, ``class_names``, ``label_offset``, ``num_examples`` (TFRecords);
-    ``validation_dir``, ``validation_fraction`` (folders).
+    ``options`` go to the source's constructor: ``num_classes`` (any source: the count of
+    TFRecords that do not say; checked against the classes of a source that knows them);
+    ``data_dir``, ``download`` (TFDS); ``class_names``, ``label_offset``, ``num_examples``
+    (TFRecords); ``validation_dir``, ``validation_fraction`` (folders).
     """
     if isinstance(spec, Source):
         if options:

@@ -41,7 +41,7 @@ def make_dataset_fn(data: str, *, batch_size: int, train_split: str = "train",
 
     def dataset_fn(image_size, training, augment_magnitude=None):
         kwargs = dict(image_size=image_size, batch_size=batch_size, training=training,
-                      seed=seed, **options)
+                      runtime=pipelines.Runtime(seed=seed), **options)
         if augment_magnitude is not None:
             kwargs.update(augment=pipelines.Augment("randaugment",
                                                     magnitude=float(augment_magnitude)))

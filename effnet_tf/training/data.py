@@ -20,16 +20,18 @@ CHECK_FILE = "data_check.json"  # in model_dir: pipelines.checks' counts, by the
 
 
 def resolve_source(data, model_dir: str, *, num_classes: int | None = None, seed: int = 0):
-    """The ``pipelines`` source of a run's data (``spec.DataSpec``). ``synthetic`` writes
-    its JPEG folder once (under ``data_dir``, default ``<model_dir>/data``; ``num_classes``
-    of them, 4 by default) and holds out 20% for validation. ``data_dir`` is TFDS's data_dir
-    for ``tfds:`` datasets; any other dataset names its files itself, so a ``data_dir`` there
-    is refused rather than silently ignored."""
+    """The ``pipelines`` source of a run's data (``spec.DataSpec``), its ``num_classes``
+    known: ``num_classes`` (the config's, checked against a source that knows its own), else
+    for TFRecords without metadata.json the labels their training shards hold.
+    ``synthetic`` writes its JPEG folder once (under ``data_dir``, default
+    ``<model_dir>/data``; ``num_classes`` of them, 4 by default) and holds out 20% for
+    validation. ``data_dir`` is TFDS's data_dir for ``tfds:`` datasets; any other dataset
+    names its files itself, so a ``data_dir`` there is refused rather than silently ignored."""
     if data.dataset == SYNTHETIC:
         root = data.data_dir or os.path.join(model_dir, "data")
         write_image_folder(root, num_classes=num_classes or 4, seed=seed)
-        return pipelines.get_source(root, validation_fraction=0.2)
-    options = {}
+        return pipelines.get_source(root, validation_fraction=0.2, num_classes=num_classes)
+    options = {"num_classes": num_classes}
     if data.dataset.startswith("tfds:"):
         options["data_dir"] = data.data_dir
     elif data.data_dir:
@@ -38,13 +40,18 @@ def resolve_source(data, model_dir: str, *, num_classes: int | None = None, seed
             f"{data.dataset!r} is read from where it names: drop --data_dir, or give the "
             "folder or TFRecords as --dataset")
     source = pipelines.get_source(data.dataset, **options)
-    if isinstance(source, pipelines.TFRecordSource):
-        check_tfrecords(source, (data.train_split, data.eval_split))
-    if data.label_offset is not None:
-        if not isinstance(source, pipelines.TFRecordSource):
+    if not isinstance(source, pipelines.TFRecordSource):
+        if data.label_offset is not None:
             raise ValueError(f"config.label_offset is for TFRecord datasets; {data.dataset!r} "
                              f"is a {type(source).__name__}")
-        source = pipelines.get_source(data.dataset, label_offset=data.label_offset)
+        return source
+    check_tfrecords(source, (data.train_split, data.eval_split))
+    if data.label_offset is not None:
+        source = pipelines.get_source(data.dataset, label_offset=data.label_offset,
+                                      num_classes=num_classes)
+    if source.num_classes is None:  # no metadata.json: the labels the training shards hold
+        source = pipelines.get_source(data.dataset, label_offset=data.label_offset,
+                                      num_classes=counted_num_classes(data, source, model_dir))
     return source
 
 
@@ -127,19 +134,14 @@ class RunData:
     @classmethod
     def open(cls, data, *, image_size: int, model_dir: str, num_classes: int | None = None,
              seed: int = 0, deterministic: bool = False) -> "RunData":
-        """``num_classes``: the config's (None: the source's, or for TFRecords without
-        metadata.json the labels they hold) or the spec's."""
+        """``num_classes``: the config's (None: the source's, see ``resolve_source``) or the
+        spec's."""
         if data.dataset == RANDOM:
             return cls(data, None, image_size, num_classes or 1000, model_dir, seed,
                        deterministic)
         source = resolve_source(data, model_dir, num_classes=num_classes, seed=seed)
-        classes = num_classes or source.num_classes
-        if classes is None:  # TFRecords without metadata.json: the labels they hold
-            classes = counted_num_classes(data, source, model_dir)
-        if source.num_classes and classes != source.num_classes:
-            raise ValueError(f"config num_classes={classes} but dataset {data.dataset!r} "
-                             f"has {source.num_classes} classes")
-        return cls(data, source, image_size, classes, model_dir, seed, deterministic)
+        return cls(data, source, image_size, source.num_classes, model_dir, seed,
+                   deterministic)
 
     @classmethod
     def of_spec(cls, spec, model_dir: str) -> "RunData":
@@ -190,9 +192,10 @@ class RunData:
             mix=d.mix if training else pipelines.Mix(),
             batching=pipelines.Batching(drop_remainder=training, repeat=training,
                                         pad_remainder=pad_remainder, cache=d.cache),
-            service=service, num_classes=self.num_classes, input_context=input_context,
-            seed=self.seed if self.deterministic or training else None,
-            skip_counter=self.skip_counter(training))
+            runtime=pipelines.Runtime(
+                seed=self.seed if self.deterministic or training else None,
+                input_context=input_context, service=service,
+                skip_counter=self.skip_counter(training)))
 
     def calibration_images(self, batches: int, batch_size: int = 8):
         """``batches`` batches of training images (no labels) for int8 calibration, prepared
@@ -201,8 +204,8 @@ class RunData:
         return pipelines.build(
             self.source, self.data.train_split, image_size=self.image_size,
             batch_size=batch_size, training=False, preprocess=self.data.preprocess,
-            batching=pipelines.Batching(shuffle=True), num_classes=self.num_classes,
-            seed=self.seed, skip_counter=self.skip_counter(False),
+            batching=pipelines.Batching(shuffle=True),
+            runtime=pipelines.Runtime(seed=self.seed, skip_counter=self.skip_counter(False)),
         ).map(lambda images, labels: images).take(batches)
 
     def train_dataset(self, input_context: tf.distribute.InputContext, batch_size: int):

@@ -28,7 +28,8 @@ def test_static_shapes_and_dtypes_match_the_variant(image_folder, variant, size)
 
 
 def test_train_batches_values_and_labels(image_folder):
-    ds = pipelines.build(image_folder, "train", image_size=32, batch_size=6, seed=0)
+    ds = pipelines.build(image_folder, "train", image_size=32, batch_size=6,
+                         runtime=pipelines.Runtime(seed=0))
     (images, labels), = take(ds, 1)
     assert images.shape == (6, 32, 32, 3) and 0 <= images.min() and images.max() <= 255
     assert images.max() > 200  # [0, 255] pixels, not normalized
@@ -82,7 +83,8 @@ def test_eval_center_crop_and_crop_fraction(tmp_path, kit):
 def test_same_seed_same_batches_other_seed_other_batches(image_folder):
     def first(seed):
         return take(pipelines.build(image_folder, "train", image_size=32, batch_size=5,
-                                    seed=seed, augment="randaugment",
+                                    runtime=pipelines.Runtime(seed=seed),
+                                    augment="randaugment",
                                     mix=pipelines.Mix(cutmix_alpha=1.0)), 4)
 
     a, b, c = first(7), first(7), first(8)
@@ -93,7 +95,8 @@ def test_same_seed_same_batches_other_seed_other_batches(image_folder):
 
 
 def test_iterator_checkpoint_resumes_exactly(image_folder, tmp_path):
-    ds = pipelines.build(image_folder, "train", image_size=32, batch_size=4, seed=1,
+    ds = pipelines.build(image_folder, "train", image_size=32, batch_size=4,
+                         runtime=pipelines.Runtime(seed=1),
                          mix=pipelines.Mix(mixup_alpha=0.2))
     iterator = iter(ds)
     for _ in range(3):
@@ -108,7 +111,8 @@ def test_iterator_checkpoint_resumes_exactly(image_folder, tmp_path):
 
 
 def test_training_repeats_and_reshuffles_every_epoch(image_folder):
-    ds = pipelines.build(image_folder, "train", image_size=32, batch_size=6, seed=2)
+    ds = pipelines.build(image_folder, "train", image_size=32, batch_size=6,
+                         runtime=pipelines.Runtime(seed=2))
     labels = [y for _, y in take(ds, 9)]  # 54 images from 18: three epochs
     epochs = [np.concatenate(labels[i:i + 3]) for i in (0, 3, 6)]
     assert all(sorted(e) == [0] * 6 + [1] * 6 + [2] * 6 for e in epochs)
@@ -116,28 +120,33 @@ def test_training_repeats_and_reshuffles_every_epoch(image_folder):
 
 
 def test_one_hot_mixup_and_cutmix_labels(image_folder):
-    ds = pipelines.build(image_folder, "train", image_size=32, batch_size=6, seed=3,
+    ds = pipelines.build(image_folder, "train", image_size=32, batch_size=6,
+                         runtime=pipelines.Runtime(seed=3),
                          mix=pipelines.Mix(mixup_alpha=0.4, cutmix_alpha=1.0))
     for images, labels in take(ds, 4):
         assert labels.shape == (6, 3) and labels.dtype == np.float32
         np.testing.assert_allclose(labels.sum(-1), 1.0, atol=1e-6)
         assert images.dtype == np.float32 and images.min() >= 0 and images.max() <= 255
-    per_image = pipelines.build(image_folder, "train", image_size=32, batch_size=6, seed=3,
+    per_image = pipelines.build(image_folder, "train", image_size=32, batch_size=6,
+                                runtime=pipelines.Runtime(seed=3),
                                 mix=pipelines.Mix(mixup_alpha=0.4, per_image=True))
     for _, labels in take(per_image, 2):
         np.testing.assert_allclose(labels.sum(-1), 1.0, atol=1e-6)
         assert len(set(np.round(labels.max(-1), 5))) > 2  # a ratio per image
     (_, labels), = take(pipelines.build(image_folder, "train", image_size=32, batch_size=6,
-                                        batching=pipelines.Batching(one_hot=True), seed=3), 1)
+                                        batching=pipelines.Batching(one_hot=True),
+                                        runtime=pipelines.Runtime(seed=3)), 1)
     assert set(labels.ravel()) <= {0.0, 1.0} and (labels.sum(-1) == 1).all()
 
 
 @pytest.mark.parametrize("dtype", ["bfloat16", "uint8"])
 def test_output_dtype_option(image_folder, dtype):
     ds = pipelines.build(image_folder, "train", image_size=32, batch_size=4,
-                         batching=pipelines.Batching(dtype=dtype), seed=0)
+                         batching=pipelines.Batching(dtype=dtype),
+                         runtime=pipelines.Runtime(seed=0))
     assert ds.element_spec[0].dtype == tf.as_dtype(dtype)
-    reference = pipelines.build(image_folder, "train", image_size=32, batch_size=4, seed=0)
+    reference = pipelines.build(image_folder, "train", image_size=32, batch_size=4,
+                                runtime=pipelines.Runtime(seed=0))
     (x, _), = take(ds, 1)
     (ref, _), = take(reference, 1)
     assert np.abs(x.astype(np.float32) - ref).max() <= 1.0  # rounding only
@@ -145,7 +154,9 @@ def test_output_dtype_option(image_folder, dtype):
 
 @pytest.mark.parametrize("augment", ["randaugment", "autoaugment"])
 def test_augmented_pipelines_keep_shape_and_range(image_folder, augment):
-    ds = pipelines.build(image_folder, "train", image_size=32, batch_size=4, augment=pipelines.Augment(augment, magnitude=17), seed=0)
+    ds = pipelines.build(image_folder, "train", image_size=32, batch_size=4,
+                         augment=pipelines.Augment(augment, magnitude=17),
+                         runtime=pipelines.Runtime(seed=0))
     (x, y), = take(ds, 1)
     assert x.shape == (4, 32, 32, 3) and x.min() >= 0 and x.max() <= 255
 
@@ -153,7 +164,7 @@ def test_augmented_pipelines_keep_shape_and_range(image_folder, augment):
 def test_corrupt_images_are_skipped_counted_and_reported(messy_folder, capfd):
     counter = pipelines.SkipCounter()
     ds = pipelines.build(messy_folder, "train", image_size=32, batch_size=4, training=False,
-                         skip_counter=counter)
+                         runtime=pipelines.Runtime(skip_counter=counter))
     labels = np.concatenate([y for _, y in take(ds, 100)])
     assert len(labels) == 10  # 8 JPEGs + PNG + grayscale; the corrupt and truncated left out
     assert counter.count == 2 and counter.seen == 12
@@ -197,6 +208,12 @@ def test_option_errors():
         pipelines.build("tfds:mnist", image_size=224, variant="b0", batch_size=2)
     with pytest.raises(FileNotFoundError, match="no such dataset: '/no/such/dir'"):
         pipelines.build("/no/such/dir", image_size=224, batch_size=2)
+    with pytest.raises(TypeError, match=r"runtime=pipelines.Runtime\(seed=...\)"):
+        pipelines.build("/no/such/dir", image_size=224, batch_size=2, seed=0)
+    with pytest.raises(ValueError, match=r"Runtime\(seed=\) must be an integer"):
+        pipelines.Runtime(seed="0")
+    with pytest.raises(ValueError, match=r"Runtime\(service=\) takes a pipelines.Service"):
+        pipelines.Runtime(service="grpc://host:1")
 
 
 def test_option_errors_on_a_source(image_folder, shard_dir):
@@ -234,7 +251,7 @@ def test_input_contexts_read_disjoint_halves_of_the_pipeline(image_folder):
     def labels_and_pixels(index):
         context = tf.distribute.InputContext(2, index, 2)
         ds = pipelines.build(image_folder, "train", image_size=32, batch_size=3,
-                             training=False, input_context=context)
+                             training=False, runtime=pipelines.Runtime(input_context=context))
         return [x for x, _ in take(ds, 10)]
 
     halves = [np.concatenate(labels_and_pixels(i)) for i in (0, 1)]
@@ -256,7 +273,8 @@ def test_distribute_datasets_from_function_with_two_replicas(image_folder):
         strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
         with strategy.scope():  # a strategy scope must not break the skip counter
             dist = strategy.distribute_datasets_from_function(lambda ctx: pipelines.build(
-                {image_folder!r}, "train", image_size=32, training=False, input_context=ctx,
+                {image_folder!r}, "train", image_size=32, training=False,
+                runtime=pipelines.Runtime(input_context=ctx),
                 batch_size=ctx.get_per_replica_batch_size(6),
                 batching=pipelines.Batching(drop_remainder=True)))
         counts = []

@@ -96,7 +96,8 @@ def test_build_applies_the_knobs_in_train_and_eval(tmp_path, kit):
     image[:, 60:] = 128  # left and right differ, so a flip shows
     kit.write(str(tmp_path / "f/c/a.png"), kit.encode(image, "png"))
     root = str(tmp_path / "f")
-    train = pipelines.build(root, "train", image_size=SIZE, batch_size=2, seed=0,
+    train = pipelines.build(root, "train", image_size=SIZE, batch_size=2,
+                            runtime=pipelines.Runtime(seed=0),
                             preprocess=pipelines.Preprocess(flip=False, resize_method="bilinear",
                                                             **WHOLE))
     for x, _ in train.take(3):

@@ -70,7 +70,8 @@ def test_shards_read_back_through_the_pipeline(image_folder, tmp_path):
     ds = pipelines.build(out, "validation", image_size=32, batch_size=6, training=False)
     (images, labels), = [(x.numpy(), y.numpy()) for x, y in ds]
     assert sorted(labels) == sorted(label for _, label in folder.examples("validation"))
-    train = pipelines.build(out, "train", image_size=32, batch_size=4, seed=0)
+    train = pipelines.build(out, "train", image_size=32, batch_size=4,
+                            runtime=pipelines.Runtime(seed=0))
     assert train.element_spec[1].shape == (4,)
     # Shards mix classes (examples are shuffled before sharding).
     first_shard = parse_all([f"{out}/train-00000-of-00002"])

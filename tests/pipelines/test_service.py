@@ -71,6 +71,11 @@ def cluster(tmp_path_factory):
 ONE_EPOCH = pipelines.Batching(repeat=False, drop_remainder=False)
 
 
+def via(address, mode=None, job_name=None, seed=None):
+    """The runtime of a pipeline that the service at ``address`` runs."""
+    return pipelines.Runtime(seed=seed, service=pipelines.Service(address, mode, job_name))
+
+
 def batches(dataset, n):
     return [(x.numpy(), y.numpy()) for x, y in dataset.take(n)]
 
@@ -78,7 +83,7 @@ def batches(dataset, n):
 def test_service_batches_are_the_pipelines(cluster, image_folder):
     local = pipelines.build(image_folder, "train", image_size=32, batch_size=4)
     served = pipelines.build(image_folder, "train", image_size=32, batch_size=4,
-                             service=pipelines.Service(cluster["address"]))
+                             runtime=via(cluster["address"]))
     assert served.element_spec == local.element_spec
     got = batches(served, 12)  # 48 images from 18: the training pipeline is endless
     images = np.concatenate([x for x, _ in got])
@@ -93,7 +98,7 @@ def test_distributed_epoch_serves_each_example_once(cluster, image_folder, mode,
     """One epoch (repeat=False) through two workers: distributed_epoch splits the 18 files
     between them (each once), parallel_epochs gives each worker its own full copy."""
     served = pipelines.build(image_folder, "train", image_size=32, batch_size=4,
-                             batching=ONE_EPOCH, service=pipelines.Service(cluster["address"], mode))
+                             batching=ONE_EPOCH, runtime=via(cluster["address"], mode))
     labels = np.concatenate([y.numpy() for _, y in served])
     assert collections.Counter(labels.tolist()) == {0: 6 * copies, 1: 6 * copies,
                                                     2: 6 * copies}
@@ -108,9 +113,8 @@ def test_parallel_epochs_workers_crop_differently_even_with_a_seed(cluster, imag
     tf.random.set_seed(global_seed)
     try:
         served = pipelines.build(image_folder, "train", image_size=32, batch_size=4,
-                                 batching=ONE_EPOCH, seed=0,
-                                 service=pipelines.Service(cluster["address"],
-                                                           "parallel_epochs"))
+                                 batching=ONE_EPOCH,
+                                 runtime=via(cluster["address"], "parallel_epochs", seed=0))
         images = np.concatenate([x.numpy() for x, _ in served])
     finally:
         tf.random.set_seed(None)
@@ -121,7 +125,7 @@ def test_undecodable_images_are_skipped_on_the_workers(cluster, messy_folder):
     """10 good images (8 JPEGs, a PNG, a grayscale JPEG) and 2 broken ones: one epoch through
     the service holds the 10, and a worker's stderr names a skipped file."""
     served = pipelines.build(messy_folder, "train", image_size=32, batch_size=4,
-                             batching=ONE_EPOCH, service=pipelines.Service(cluster["address"]))
+                             batching=ONE_EPOCH, runtime=via(cluster["address"]))
     assert sum(len(y) for _, y in served) == 10
     logs = "".join(worker.stderr() for worker in cluster["workers"])
     assert "could not be decoded" in logs and ("corrupt.jpg" in logs or "truncated.jpg" in logs)
@@ -131,7 +135,7 @@ def test_killing_a_worker_does_not_stop_training(cluster, image_folder):
     victim = Server(cluster["tmp"], "worker", "--dispatcher", f"127.0.0.1:{cluster['port']}")
     victim.ready()
     served = iter(pipelines.build(image_folder, "train", image_size=32, batch_size=4,
-                                  service=pipelines.Service(cluster["address"], job_name="kill")))
+                                  runtime=via(cluster["address"], job_name="kill")))
     before = [next(served) for _ in range(5)]
     victim.process.send_signal(signal.SIGKILL)
     assert victim.process.wait(timeout=30) == -signal.SIGKILL
@@ -184,7 +188,7 @@ def test_a_dispatcher_that_is_not_there_is_named_at_once_not_waited_for(image_fo
     with pytest.raises(ValueError, match=rf"no tf.data service dispatcher at {address} "
                                          r"\(Connection refused\): start one there"):
         pipelines.build(image_folder, "train", image_size=32, batch_size=2,
-                        service=pipelines.Service(address))
+                        runtime=via(address))
     worker = Server(tmp_path, "worker", "--dispatcher", address[len("grpc://"):])
     assert worker.process.wait(timeout=120) == 2
     assert worker.stderr().strip().splitlines()[-1] == (
@@ -194,12 +198,13 @@ def test_a_dispatcher_that_is_not_there_is_named_at_once_not_waited_for(image_fo
 
 
 @pytest.mark.parametrize("options, message", [
-    (dict(service=pipelines.Service("localhost")), "data_service must be 'grpc://host:port'"),
-    (dict(service=pipelines.Service("http://h:1")), "data_service must be 'grpc://host:port'"),
-    (dict(service=pipelines.Service("grpc://h:1", "sharded")), "data_service_mode"),
-    (dict(service=pipelines.Service("grpc://h:1"), training=False), "service= is for training"),
-    (dict(service=pipelines.Service("grpc://h:1"),
-          input_context=tf.distribute.InputContext(2, 0, 2)), r"Service\(job_name="),
+    (dict(runtime=via("localhost")), "data_service must be 'grpc://host:port'"),
+    (dict(runtime=via("http://h:1")), "data_service must be 'grpc://host:port'"),
+    (dict(runtime=via("grpc://h:1", "sharded")), "data_service_mode"),
+    (dict(runtime=via("grpc://h:1"), training=False), r"Runtime\(service=\) is for training"),
+    (dict(runtime=pipelines.Runtime(service=pipelines.Service("grpc://h:1"),
+                                    input_context=tf.distribute.InputContext(2, 0, 2))),
+     r"Service\(job_name="),
 ])
 def test_bad_service_options_raise(image_folder, options, message):
     with pytest.raises(ValueError, match=message):

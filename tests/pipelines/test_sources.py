@@ -44,6 +44,9 @@ def test_folder_classes_are_sorted_names_and_labels_follow(image_folder):
     assert source.num_classes == 3 and source.num_examples("train") == 18
     for origin, label in read_all(source.records("train")):
         assert os.path.basename(os.path.dirname(origin)) == f"class_{label}"
+    assert pipelines.get_source(image_folder, num_classes=3).num_classes == 3
+    with pytest.raises(ValueError, match=f"num_classes=4 but dataset '{image_folder}' has 3"):
+        pipelines.get_source(image_folder, num_classes=4)
 
 
 def test_folder_validation_fraction_is_disjoint_stratified_and_stable(image_folder):
@@ -156,6 +159,8 @@ def test_tfrecord_metadata_and_imagenet_names(tmp_path, kit):
         json.dump({"class_names": ["a", "b", "c", "d", "e"], "num_examples": {"train": 2}}, f)
     source = pipelines.get_source(folder)
     assert source.num_classes == 5 and source.class_names[0] == "a"
+    with pytest.raises(ValueError, match="num_classes=7 but dataset .* has 5 classes"):
+        pipelines.get_source(folder, num_classes=7)
     assert source.num_examples("train") == 2
     imagenet = str(tmp_path / "imagenet")
     os.makedirs(imagenet)
@@ -163,6 +168,7 @@ def test_tfrecord_metadata_and_imagenet_names(tmp_path, kit):
         open(f"{imagenet}/validation-{i:05d}-of-00128", "wb").close()
     source = pipelines.get_source(imagenet)
     assert source.num_classes == 1000 and source.num_examples("validation") == 50_000
+    assert pipelines.get_source(imagenet, num_classes=10).num_classes == 10  # a subset's
 
 
 def test_tfrecord_errors_name_the_pattern(tmp_path, shard_dir):
@@ -242,6 +248,8 @@ def tiny_tfds(tmp_path_factory):
 def test_tfds_source_reads_encoded_images_and_metadata(tiny_tfds):
     source = pipelines.get_source("tfds:tiny_images", data_dir=tiny_tfds)
     assert source.num_classes == 3 and source.class_names == ("ant", "bee", "cat")
+    with pytest.raises(ValueError, match="num_classes=2 but dataset 'tfds:tiny_images' has 3"):
+        pipelines.get_source("tfds:tiny_images", data_dir=tiny_tfds, num_classes=2)
     assert source.num_examples("train") == 12
     assert source.num_examples("validation") == 4  # no validation split: its test split
     record = next(source.records("train").as_numpy_iterator())
@@ -307,7 +315,8 @@ def test_tfds_build_under_mock_data():
     with tfds.testing.mock_data(num_examples=5):
         for name, num_classes in [("tf_flowers", 5), ("imagenet2012", 1000)]:
             ds = pipelines.build(f"tfds:{name}", "train", image_size=32, batch_size=5,
-                                 batching=pipelines.Batching(repeat=False), seed=0)
+                                 batching=pipelines.Batching(repeat=False),
+                                 runtime=pipelines.Runtime(seed=0))
             images, labels = next(iter(ds))
             assert images.shape == (5, 32, 32, 3) and images.dtype == tf.float32
             assert 0 <= int(tf.reduce_min(labels)) and int(tf.reduce_max(labels)) < num_classes
