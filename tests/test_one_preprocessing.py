@@ -69,9 +69,11 @@ def test_evaluate_predict_and_served_model_agree(recipe, digits, tmp_path):
     got = np.array([[dict(p)[name] for name in names] for p in predicted])
     np.testing.assert_allclose(got, expected, atol=2e-6)
 
-    # the SavedModel's encoded-image signature: the same probabilities
+    # the SavedModel's signatures: the same probabilities from the prepared images and from
+    # the encoded files
     export_run(run, "saved_model", str(tmp_path / "served"))
     loaded = tf.saved_model.load(str(tmp_path / "served"))
+    np.testing.assert_allclose(loaded.serving_default(images), expected, atol=2e-6)
     served = loaded.serve_image_bytes(tf.constant([open(p, "rb").read() for p in paths]))
     served = served.numpy()
     np.testing.assert_allclose(served, expected, atol=2e-6)

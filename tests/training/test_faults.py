@@ -52,7 +52,8 @@ def checkpoint_steps(model_dir):
 
 
 def test_sigterm_saves_at_the_current_step_and_resumes_to_the_uninterrupted_weights(tmp_path):
-    """The same command resumes, past the stale lock a SIGKILLed run would have left, to the
+    """A second run on the live model_dir is refused; SIGTERM saves and releases the lock;
+    the same command resumes, past the stale lock a SIGKILLed run would have left, to the
     uninterrupted run's weights and summary."""
     args = ["--deterministic", "--epochs=2", "--config.steps_per_epoch=10",
             "--config.checkpoint_every_steps=1000", "--config.log_every_steps=1"]
@@ -64,9 +65,18 @@ def test_sigterm_saves_at_the_current_step_and_resumes_to_the_uninterrupted_weig
     run = tmp_path / "run"
     proc = start_train(run, *args)
     read_until(proc, "step 3/20")
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signal.SIGSTOP)  # held mid-run (alive) while a second run tries
+    try:
+        second = train(run, *args)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(signal.SIGCONT)
+    assert second.returncode == 2
+    assert f"is in use by another run (pid {proc.pid} on" in second.stderr
+    assert "Traceback" not in second.stderr
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 143, err[-3000:]
+    assert not os.path.exists(run / "lock.json")  # released by the interrupted run
     line = [x for x in out.splitlines() if x.startswith("Interrupted by SIGTERM at step")]
     assert line and line[0].endswith("checkpoint saved; re-run the same command to resume")
     step = int(line[0].split("at step ")[1].split(";")[0])
@@ -96,21 +106,6 @@ def test_sigterm_saves_at_the_current_step_and_resumes_to_the_uninterrupted_weig
     assert not partial.exists()
 
 
-def test_a_second_run_on_a_live_model_dir_is_refused_and_the_lock_released(tmp_path):
-    run = tmp_path / "run"
-    first = start_train(run, "--epochs=1", "--config.steps_per_epoch=200",
-                        "--config.log_every_steps=1")
-    read_until(first, "step 1/200")
-    second = train(run, "--epochs=1", "--config.steps_per_epoch=200")
-    first.send_signal(signal.SIGTERM)
-    first.communicate(timeout=300)
-    assert second.returncode == 2
-    assert f"is in use by another run (pid {first.pid} on" in second.stderr
-    assert "Traceback" not in second.stderr
-    assert not os.path.exists(run / "lock.json")  # released by the interrupted run
-    # (a stale lock, as a SIGKILLed run leaves it, is taken over: the SIGTERM test above)
-
-
 @pytest.mark.slow
 def test_a_corrupt_latest_checkpoint_falls_back_to_the_one_before(tmp_path):
     run = tmp_path / "run"
@@ -130,16 +125,21 @@ def test_a_corrupt_latest_checkpoint_falls_back_to_the_one_before(tmp_path):
     assert checkpoint_steps(run)[-1] == 8
 
 
-def test_a_run_whose_every_checkpoint_is_unreadable_is_refused_not_started_over(tmp_path):
-    """Starting over would write new checkpoints and rotate the old ones away: the user is
-    told instead, and the files stay as they were."""
+def test_a_changed_optimizer_or_unreadable_checkpoints_refuse_to_resume(tmp_path):
+    """A resume that asks for another optimizer says what differs. A run whose every
+    checkpoint is unreadable is refused, not started over: that would write new checkpoints
+    and rotate the old ones away. The user is told instead, and the files stay as they were."""
     run = tmp_path / "run"
     args = ["--epochs=1", "--config.steps_per_epoch=2", "--config.checkpoint_every_steps=2"]
     assert train(run, *args).returncode == 0
+    other = train(run, "--epochs=2", *args[1:], "--config.optimizer=sgd")
+    assert other.returncode == 2
+    assert "was trained with optimizer=adam; this run asks for optimizer=sgd" in other.stderr
+    assert "Epoch" not in other.stdout and "Traceback" not in other.stderr
+
     data = run / "checkpoints" / "ckpt-2.data-00000-of-00001"
     data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])  # truncated
     before = sorted(os.listdir(run / "checkpoints"))
-
     again = train(run, "--epochs=2", *args[1:])
     assert again.returncode != 0
     assert "none of its 1 checkpoints reads back" in again.stderr
@@ -181,15 +181,6 @@ def test_an_unwritable_model_dir_is_one_line(tmp_path):
     assert out.returncode == 2
     assert out.stderr.strip().splitlines()[-1].startswith(
         f"effnet_tf.train: error: cannot write to model_dir '{tmp_path / 'file' / 'run'}'")
-
-
-def test_changing_the_optimizer_on_resume_says_what_differs(tmp_path):
-    args = ["--epochs=1", "--config.steps_per_epoch=2"]
-    assert train(tmp_path, *args).returncode == 0
-    out = train(tmp_path, "--epochs=2", *args[1:], "--config.optimizer=sgd")
-    assert out.returncode == 2
-    assert "was trained with optimizer=adam; this run asks for optimizer=sgd" in out.stderr
-    assert "Epoch" not in out.stdout and "Traceback" not in out.stderr
 
 
 def test_log_lines_and_skipped_images_when_stdout_is_a_file(tmp_path):
