@@ -56,7 +56,8 @@ class SkipCounter(tf.Module):
     """How many images a pipeline skipped as undecodable (exact once a group is finished).
 
     Pass one to ``pipelines.build(..., runtime=Runtime(skip_counter=))`` to count one
-    pipeline; by default every pipeline adds to the process-wide counter behind ``pipelines.skipped_images()``.
+    pipeline; by default every pipeline adds to the process-wide counter behind
+    ``pipelines.skipped_images()``.
     A ``tf.train.Checkpoint`` item: its counts, the files it named, and the state of the
     pipelines that count into it.
     """

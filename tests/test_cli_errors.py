@@ -5,7 +5,6 @@ through a two-line wrapper that reports at exit whether TensorFlow was imported.
 """
 
 import os
-import re
 import subprocess
 import sys
 
@@ -114,24 +113,8 @@ def test_valid_flags_and_config_are_checked_without_tensorflow(tmp_path):
     assert out.stdout.split() == ["96", "10", "2", "[]"], out.stderr[-2000:]
 
 
-# ---- with TensorFlow: a tiny trained run ------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """A 2-step run of the smoke recipe at 32 px, by the CLI; its stderr."""
-    model_dir = tmp_path_factory.mktemp("cli") / "run"
-    out = run_cli("effnet_tf.train", "--config=cpu_smoke", f"--model_dir={model_dir}",
-                  "--config.image_size=32", "--epochs=1", "--config.steps_per_epoch=2",
-                  "--config.checkpoint_every_steps=2", "--config.eval_steps=1")
-    assert out.returncode == 0, out.stderr[-3000:]
-    return model_dir, out.stderr
-
-
-def test_training_shows_no_start_up_chatter(trained):
-    _, stderr = trained
-    assert "oneDNN" not in stderr and "absl::InitializeLog" not in stderr, stderr[-3000:]
-    assert not re.search(r"^I\d{4} ", stderr, re.M), stderr[-3000:]  # no INFO lines at all
+# ---- with TensorFlow --------------------------------------------------------------------
+# (a trained run's commands on bad files: tests/training/test_faults.py)
 
 
 def test_dataset_file_that_is_not_a_tfrecord_is_named(tmp_path):
@@ -142,31 +125,6 @@ def test_dataset_file_that_is_not_a_tfrecord_is_named(tmp_path):
     assert lines[0] == (f"effnet_tf.train: error: dataset file '{DATA}/not_a_tfrecord.tfrecord'"
                         " is not a TFRecord file (its first record does not read: another "
                         "format, compressed, or corrupt)")
-
-
-def test_predict_names_a_file_that_is_not_an_image_and_predicts_the_others(trained):
-    model_dir, _ = trained
-    photo, text = f"{DATA}/photo.jpg", f"{DATA}/not_an_image.jpg"
-    out = run_cli("effnet_tf.predict", f"--model_dir={model_dir}", "--top_k=2", photo, text,
-                  photo)
-    assert out.returncode == 1
-    predicted = [line for line in out.stdout.splitlines() if line.startswith(photo)]
-    assert len(predicted) == 2 and predicted[0] == predicted[1]
-    assert re.fullmatch(rf"{photo}: class_\d [01]\.\d{{3}}, class_\d [01]\.\d{{3}}", predicted[0])
-    errors = out.stderr.strip().splitlines()
-    assert errors[0].startswith(f"effnet_tf.predict: warning: {text} is not an image that "
-                                "decodes, skipped (Unknown image file format.")
-    assert errors[-1] == f"effnet_tf.predict: error: 1 of 3 files could not be predicted: {text}"
-
-
-def test_evaluate_counts_the_images_evaluated_and_skipped(trained):
-    model_dir, _ = trained
-    for name in os.listdir(model_dir / "data" / "class_0"):  # every image of a class broken
-        (model_dir / "data" / "class_0" / name).write_bytes(b"not a jpeg")
-    out = run_cli("effnet_tf.evaluate", f"--model_dir={model_dir}")
-    assert out.returncode == 0, out.stderr[-2000:]
-    figures = dict(re.findall(r"(\w+) (\S+)", out.stdout.splitlines()[0]))
-    assert (figures["images"], figures["skipped"]) == ("48", "16")  # 64 held out, 16 a class
 
 
 @pytest.mark.parametrize("args,env,expected", [

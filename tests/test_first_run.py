@@ -80,9 +80,9 @@ def test_kill_resume_extend_evaluate_and_export_a_remat_run_in_a_relative_model_
     """The default recipe (only sizes and step counts changed, and ``--config.remat=all``, the
     memory-saving training call) in ``--model_dir runs/digits`` as the README writes it,
     relative to where the user is. SIGKILL from outside after several rotated checkpoints;
-    the same command resumes (the checkpoint paths were once taken as relative twice: nothing
-    was found and training started over) and finishes; more epochs extend the finished run.
-    Then evaluate it, and export the plain inference model."""
+    the same command with one epoch more resumes (the checkpoint paths were once taken as
+    relative twice: nothing was found and training started over) and extends the run to the
+    new end. Then evaluate it, and export the plain inference model."""
     run = tmp_path / "runs" / "digits"
     args = [*TINY, "--model_dir=runs/digits", f"--dataset={digits}", "--config.remat=all",
             "--config.steps_per_epoch=4", "--config.checkpoint_every_steps=2",
@@ -107,24 +107,19 @@ def test_kill_resume_extend_evaluate_and_export_a_remat_run_in_a_relative_model_
     def command(module, *more):
         return run_module(module, *more, cwd=tmp_path)
 
-    resumed = command("effnet_tf.train", *args, "--epochs=3")
+    # The same command with one epoch more: resumed where the kill left it, and extended.
+    resumed = command("effnet_tf.train", *args, "--epochs=4")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"resuming at step {max(kept)}" in resumed.stdout
     result = done_line(resumed)
-    assert result["step"] == 12 and result["epoch"] == 3 and result["images"] == 40
+    assert result["step"] == 16 and result["epoch"] == 4 and result["images"] == 40
+    assert checkpoints(run)[-1] == 16
     # The epochs before the kill keep their losses (checkpointed with the run's state).
     before = [float(x.split("train_loss ")[1].split()[0])
               for x in open(tmp_path / "first.log") if x.startswith("  epoch ")]
-    losses = json.load(open(run / "summary.json"))["train_loss_per_epoch"]
-    assert len(losses) == 3 and before and [round(x, 4) for x in losses[:len(before)]] == before
-
-    extended = command("effnet_tf.train", *args, "--epochs=4")
-    assert extended.returncode == 0, extended.stderr[-3000:]
-    assert "resuming at step 12" in extended.stdout
-    assert done_line(extended)["step"] == 16 and checkpoints(run)[-1] == 16
     summary = json.load(open(run / "summary.json"))
-    assert len(summary["train_loss_per_epoch"]) == 4
-    assert summary["train_loss_per_epoch"][:3] == losses
+    losses = summary["train_loss_per_epoch"]
+    assert len(losses) == 4 and before and [round(x, 4) for x in losses[:len(before)]] == before
 
     evaluated = command("effnet_tf.evaluate", "--model_dir=runs/digits")
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]

@@ -1,9 +1,11 @@
 """Faults a long run meets, through the real CLI: preemption (SIGTERM), a second run on a live
 model_dir, a corrupt checkpoint, a full disk, an unwritable model_dir, a changed optimizer,
-undecodable images; and the progress lines a log file gets."""
+undecodable images (in training, evaluate and predict); the progress lines a log file gets,
+and none of TensorFlow's start-up lines."""
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -21,6 +23,8 @@ from tests.train_utils import assert_same_weights, checkpoint_weights, run_modul
 
 # The shipped smoke recipe (synthetic JPEGs through the real pipeline), smaller.
 SMOKE = ["--config=cpu_smoke", "--image_size=32", "--batch_size=8"]
+SMOKE_STEPS = ["--epochs=1", "--config.steps_per_epoch=2", "--config.checkpoint_every_steps=2"]
+DATA = os.path.join(REPO, "tests", "data", "cli")
 
 
 def train(model_dir, *args):
@@ -44,6 +48,24 @@ def read_until(process, text, timeout=300):
         assert time.monotonic() < deadline, "".join(lines)
     raise AssertionError(f"{text!r} never printed:\n" + "".join(lines)
                          + process.stderr.read()[-3000:])
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    """A 2-step run of the smoke recipe by the CLI, started as a user starts it (no
+    TF_CPP_MIN_LOG_LEVEL): its model_dir and stderr. Tests that change it work on a copy."""
+    model_dir = tmp_path_factory.mktemp("smoke") / "run"
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    out = subprocess.run([sys.executable, "-m", "effnet_tf.train", *SMOKE,
+                          f"--model_dir={model_dir}", *SMOKE_STEPS], cwd=REPO, env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return model_dir, out.stderr
+
+
+def copy_of(run, tmp_path):
+    shutil.copytree(run, tmp_path / "run")
+    return tmp_path / "run"
 
 
 def checkpoint_steps(model_dir):
@@ -125,14 +147,19 @@ def test_a_corrupt_latest_checkpoint_falls_back_to_the_one_before(tmp_path):
     assert checkpoint_steps(run)[-1] == 8
 
 
-def test_a_changed_optimizer_or_unreadable_checkpoints_refuse_to_resume(tmp_path):
+def test_training_shows_no_start_up_chatter(smoke_run):
+    _, stderr = smoke_run
+    assert "oneDNN" not in stderr and "absl::InitializeLog" not in stderr, stderr[-3000:]
+    assert not re.search(r"^I\d{4} ", stderr, re.M), stderr[-3000:]  # no INFO lines at all
+
+
+def test_a_changed_optimizer_or_unreadable_checkpoints_refuse_to_resume(smoke_run, tmp_path):
     """A resume that asks for another optimizer says what differs. A run whose every
     checkpoint is unreadable is refused, not started over: that would write new checkpoints
     and rotate the old ones away. The user is told instead, and the files stay as they were."""
-    run = tmp_path / "run"
-    args = ["--epochs=1", "--config.steps_per_epoch=2", "--config.checkpoint_every_steps=2"]
-    assert train(run, *args).returncode == 0
-    other = train(run, "--epochs=2", *args[1:], "--config.optimizer=sgd")
+    run = copy_of(smoke_run[0], tmp_path)
+    more = ["--epochs=2", *SMOKE_STEPS[1:]]
+    other = train(run, *more, "--config.optimizer=sgd")
     assert other.returncode == 2
     assert "was trained with optimizer=adam; this run asks for optimizer=sgd" in other.stderr
     assert "Epoch" not in other.stdout and "Traceback" not in other.stderr
@@ -140,12 +167,36 @@ def test_a_changed_optimizer_or_unreadable_checkpoints_refuse_to_resume(tmp_path
     data = run / "checkpoints" / "ckpt-2.data-00000-of-00001"
     data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])  # truncated
     before = sorted(os.listdir(run / "checkpoints"))
-    again = train(run, "--epochs=2", *args[1:])
+    again = train(run, *more)
     assert again.returncode != 0
     assert "none of its 1 checkpoints reads back" in again.stderr
     assert "ckpt-2" in again.stderr.strip().splitlines()[-1]
     assert "Traceback" not in again.stderr
     assert sorted(os.listdir(run / "checkpoints")) == before
+
+
+def test_predict_names_a_file_that_is_not_an_image_and_predicts_the_others(smoke_run):
+    photo, text = f"{DATA}/photo.jpg", f"{DATA}/not_an_image.jpg"
+    out = run_module("effnet_tf.predict", f"--model_dir={smoke_run[0]}", "--top_k=2", photo,
+                     text, photo)
+    assert out.returncode == 1
+    predicted = [line for line in out.stdout.splitlines() if line.startswith(photo)]
+    assert len(predicted) == 2 and predicted[0] == predicted[1]
+    assert re.fullmatch(rf"{photo}: class_\d [01]\.\d{{3}}, class_\d [01]\.\d{{3}}", predicted[0])
+    errors = out.stderr.strip().splitlines()
+    assert errors[0].startswith(f"effnet_tf.predict: warning: {text} is not an image that "
+                                "decodes, skipped (Unknown image file format.")
+    assert errors[-1] == f"effnet_tf.predict: error: 1 of 3 files could not be predicted: {text}"
+
+
+def test_evaluate_counts_the_images_evaluated_and_skipped(smoke_run, tmp_path):
+    run = copy_of(smoke_run[0], tmp_path)
+    for name in os.listdir(run / "data" / "class_0"):  # every image of a class broken
+        (run / "data" / "class_0" / name).write_bytes(b"not a jpeg")
+    out = run_module("effnet_tf.evaluate", f"--model_dir={run}")
+    assert out.returncode == 0, out.stderr[-2000:]
+    figures = dict(re.findall(r"(\w+) (\S+)", out.stdout.splitlines()[0]))
+    assert (figures["images"], figures["skipped"]) == ("48", "16")  # 64 held out, 16 a class
 
 
 @pytest.mark.slow

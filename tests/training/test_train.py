@@ -180,7 +180,8 @@ def test_fine_tuning_trains_the_head_first_with_the_backbone_and_bn_frozen(tmp_p
     import effnet_tf
     from effnet_tf.modeling import weight_loading as weights
     config = tiny_config(dataset="random", image_size=32, epochs=2, steps_per_epoch=3,
-                         checkpoint_every_steps=3, freeze_backbone_epochs=1, freeze_batch_norm=True, ema_decay=0.0,
+                         checkpoint_every_steps=3, freeze_backbone_epochs=1,
+                         freeze_batch_norm=True, ema_decay=0.0,
                          pretrained=str(tmp_path / "pretrained.h5"))
     pretrained = effnet_tf.EfficientNet(
         effnet_tf.Scaling("p", 0.25, 0.25, 64, 0.2), classes=10)  # another head: skipped
