@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import difflib
 import importlib.util
+import json
 import os
 import sys
 import tempfile
@@ -77,11 +78,20 @@ def warn(message: str) -> None:
 
 
 def check_model_dir(path: str) -> None:
-    """A local ``--model_dir`` that does not exist, said before TensorFlow is imported
-    (remote ones, gs://..., are checked when read)."""
-    if path and "://" not in path and not os.path.isdir(path):
+    """A local ``--model_dir`` that does not exist, or whose config.json a newer effnet_tf
+    wrote, said before TensorFlow is imported (remote ones, gs://..., are checked when
+    read)."""
+    if not path or "://" in path:
+        return
+    if not os.path.isdir(path):
         raise ValueError(f"--model_dir={path!r} does not exist (give the run directory "
                          "that effnet_tf.train wrote)")
+    from effnet_tf.training import spec as spec_lib
+
+    config = os.path.join(path, spec_lib.CONFIG_FILE)
+    if os.path.isfile(config):
+        with open(config) as f:
+            spec_lib.check_version(json.load(f), config)
 
 
 def check_output(path: str) -> None:

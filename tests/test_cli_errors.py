@@ -4,6 +4,7 @@ Every case runs the real command (``python -m effnet_tf.<command> ...``) in a fr
 through a two-line wrapper that reports at exit whether TensorFlow was imported.
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -93,6 +94,23 @@ def test_bad_argument_is_one_line_before_tensorflow(tmp_path, argv, message):
     module, *args = [a.format(tmp=tmp_path) for a in argv]
     out = run_cli(module, *args)
     assert_one_line_error(out, module, message.format(tmp=tmp_path))
+
+
+@pytest.mark.parametrize("module,args", [
+    ("effnet_tf.evaluate", ()),
+    ("effnet_tf.predict", (f"{DATA}/photo.jpg",)),
+    ("effnet_tf.export", ("--format=keras", "--output={tmp}/x.keras")),
+])
+def test_a_run_of_a_newer_version_is_refused_before_tensorflow(tmp_path, module, args):
+    from effnet_tf.training.spec import FORMAT_VERSION
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"format_version": 99, "spec": {}}))
+    out = run_cli(module, f"--model_dir={run}", *[a.format(tmp=tmp_path) for a in args])
+    assert_one_line_error(out, module, f"{run / 'config.json'} was written by a newer "
+                          f"effnet_tf (format_version 99; this version reads up to "
+                          f"{FORMAT_VERSION}): upgrade effnet_tf")
 
 
 def test_valid_flags_and_config_are_checked_without_tensorflow(tmp_path):

@@ -21,7 +21,7 @@ from effnet_tf.training import jax_checkpoints  # its module imports neither JAX
 from effnet_tf.training import spec as spec_lib
 from effnet_tf.training.runtime import is_chief
 
-CONFIG_FILE = "config.json"
+CONFIG_FILE = spec_lib.CONFIG_FILE
 SUMMARY_FILE = "summary.json"
 LOCK_FILE = "lock.json"  # the live run using this model_dir: pid, host, start time
 

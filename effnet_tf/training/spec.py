@@ -25,6 +25,8 @@ from effnet_tf.modeling.scaling import Scaling
 from pipelines import options as pipeline_options
 from pipelines.options import Augment, Mix, Preprocess
 
+CONFIG_FILE = "config.json"  # in model_dir: the spec, the config and the class names
+
 # 1: config.json of runs before the spec (config, identity, class_names); 2: the spec
 # without runtime.backend (those runs trained under TensorFlow, its default)
 FORMAT_VERSION = 3
@@ -217,13 +219,20 @@ def _set_crop(weight_set: str, scaling: Scaling):
     return weight_sets.preprocessing(weight_set, scaling.name)["crop_fraction"]
 
 
-def from_json(saved: dict, where: str) -> RunSpec:
-    """The spec of a ``config.json`` (``where`` names it in errors); format 1 migrated."""
+def check_version(saved: dict, where: str) -> int:
+    """The format version of a ``config.json`` (``where`` names it), refused when newer than
+    this version reads."""
     version = saved.get("format_version", 1)
     if not isinstance(version, int) or version > FORMAT_VERSION:
         raise ValueError(f"{where} was written by a newer effnet_tf (format_version {version}; "
                          f"this version reads up to {FORMAT_VERSION}): upgrade effnet_tf "
                          "(pip install -U effnet_tf) to read this run")
+    return version
+
+
+def from_json(saved: dict, where: str) -> RunSpec:
+    """The spec of a ``config.json`` (``where`` names it in errors); format 1 migrated."""
+    version = check_version(saved, where)
     if version == 1:
         return migrate(saved)
     s = saved["spec"]

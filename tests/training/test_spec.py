@@ -41,18 +41,7 @@ def test_a_format_2_spec_reads_as_a_tensorflow_run_and_the_backend_is_written():
     assert old.runtime.backend == "tensorflow" and old.model == spec.model
 
 
-def test_a_config_json_of_a_newer_version_is_refused_by_name(tmp_path):
-    run = tmp_path / "run"
-    shutil.copytree(V1_RUN, run)
-    saved = json.load(open(run / "config.json"))
-    saved["format_version"] = 99
-    json.dump(saved, open(run / "config.json", "w"))
-    for command, *args in (("effnet_tf.evaluate",),
-                           ("effnet_tf.export", "--format=keras", f"--output={tmp_path}/x.keras")):
-        out = run_module(command, f"--model_dir={run}", *args)
-        assert out.returncode == 2
-        assert (f"{run / 'config.json'} was written by a newer effnet_tf (format_version 99; "
-                f"this version reads up to {spec_lib.FORMAT_VERSION})") in out.stderr
+# (a config.json of a newer version: refused before TensorFlow, tests/test_cli_errors.py)
 
 
 def test_a_run_written_before_the_spec_migrates_evaluates_and_predicts_the_same(tmp_path):
