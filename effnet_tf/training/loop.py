@@ -82,7 +82,7 @@ def _announce(trainer, start_step: int) -> None:
     print(f"Model {trainer.model.name}: {scaling.source} scaling width "
           f"{scaling.width_coefficient:g} depth {scaling.depth_coefficient:g}, "
           f"image size {scaling.resolution}, {params:,} params, "
-          f"{flops / 1e9:.3f} GFLOPs; {spec.model.num_classes} classes; "
+          f"{flops / 1e9:.3g} GFLOPs; {spec.model.num_classes} classes; "
           f"{trainer.steps_per_epoch} steps/epoch x {spec.optim.epochs} epochs"
           + (f"; resuming at step {start_step}" if start_step else ""), flush=True)
 

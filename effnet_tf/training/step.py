@@ -18,6 +18,9 @@ def make_train_steps(trainer, trainable_variables):
                                           trainer.optimizer)
     num_classes, ema = trainer.spec.model.num_classes, trainer.ema
 
+    # no tensor-dependent Python control flow: autograph need not rewrite the model's,
+    # the loss's and the optimizer's code (a tenth of the step's tracing time)
+    @tf.autograph.experimental.do_not_convert
     def replica_step(images, labels):
         with tf.GradientTape() as tape:
             logits = model(images, training=True)

@@ -23,7 +23,9 @@ from tests.train_utils import assert_same_weights, checkpoint_weights, run_modul
 
 # The shipped smoke recipe (synthetic JPEGs through the real pipeline), smaller.
 SMOKE = ["--config=cpu_smoke", "--image_size=32", "--batch_size=8"]
-SMOKE_STEPS = ["--epochs=1", "--config.steps_per_epoch=2", "--config.checkpoint_every_steps=2"]
+# The smoke run's length (2 epochs of 10 steps, one checkpoint at the end), deterministic.
+STEPS = ["--deterministic", "--epochs=2", "--config.steps_per_epoch=10",
+         "--config.checkpoint_every_steps=1000", "--config.log_every_steps=1"]
 DATA = os.path.join(REPO, "tests", "data", "cli")
 
 
@@ -52,12 +54,13 @@ def read_until(process, text, timeout=300):
 
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
-    """A 2-step run of the smoke recipe by the CLI, started as a user starts it (no
-    TF_CPP_MIN_LOG_LEVEL): its model_dir and stderr. Tests that change it work on a copy."""
+    """A run of the smoke recipe by the CLI (``STEPS``), uninterrupted, started as a user
+    starts it (no TF_CPP_MIN_LOG_LEVEL): its model_dir and stderr. Tests that change it work
+    on a copy."""
     model_dir = tmp_path_factory.mktemp("smoke") / "run"
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
     out = subprocess.run([sys.executable, "-m", "effnet_tf.train", *SMOKE,
-                          f"--model_dir={model_dir}", *SMOKE_STEPS], cwd=REPO, env=env,
+                          f"--model_dir={model_dir}", *STEPS], cwd=REPO, env=env,
                          capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     return model_dir, out.stderr
@@ -73,15 +76,13 @@ def checkpoint_steps(model_dir):
     return [int(p.rsplit("-", 1)[1]) for p in state.all_model_checkpoint_paths] if state else []
 
 
-def test_sigterm_saves_at_the_current_step_and_resumes_to_the_uninterrupted_weights(tmp_path):
+def test_sigterm_saves_at_the_current_step_and_resumes_to_the_uninterrupted_weights(
+        smoke_run, tmp_path):
     """A second run on the live model_dir is refused; SIGTERM saves and releases the lock;
     the same command resumes, past the stale lock a SIGKILLed run would have left, to the
     uninterrupted run's weights and summary."""
-    args = ["--deterministic", "--epochs=2", "--config.steps_per_epoch=10",
-            "--config.checkpoint_every_steps=1000", "--config.log_every_steps=1"]
-    straight = train(tmp_path / "straight", *args)
-    assert straight.returncode == 0, straight.stderr[-3000:]
-    recipe = json.load(open(tmp_path / "straight" / "config.json"))["config"]
+    args, straight = STEPS, smoke_run[0]
+    recipe = json.load(open(straight / "config.json"))["config"]
     assert recipe["dataset"] == "synthetic" and recipe["optimizer"] == "adam"  # cpu_smoke's
 
     run = tmp_path / "run"
@@ -117,10 +118,10 @@ def test_sigterm_saves_at_the_current_step_and_resumes_to_the_uninterrupted_weig
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"resuming at step {step}" in resumed.stdout
     assert "Taking over the stale lock" in resumed.stderr and not (run / "lock.json").exists()
-    assert_same_weights(checkpoint_weights(tmp_path / "straight"), checkpoint_weights(run))
+    assert_same_weights(checkpoint_weights(straight), checkpoint_weights(run))
     # The same summary as the uninterrupted run: the epoch's running loss and the per-epoch
     # losses were checkpointed, and no valid image is reported as undecodable after resuming.
-    expected, got = (json.load(open(d / "summary.json")) for d in (tmp_path / "straight", run))
+    expected, got = (json.load(open(d / "summary.json")) for d in (straight, run))
     for timing in ("images_per_second", "first_call_seconds"):
         del expected[timing], got[timing]
     assert got == expected and len(got["train_loss_per_epoch"]) == 2
@@ -158,19 +159,20 @@ def test_a_changed_optimizer_or_unreadable_checkpoints_refuse_to_resume(smoke_ru
     checkpoint is unreadable is refused, not started over: that would write new checkpoints
     and rotate the old ones away. The user is told instead, and the files stay as they were."""
     run = copy_of(smoke_run[0], tmp_path)
-    more = ["--epochs=2", *SMOKE_STEPS[1:]]
+    more = [*STEPS, "--epochs=3"]
     other = train(run, *more, "--config.optimizer=sgd")
     assert other.returncode == 2
     assert "was trained with optimizer=adam; this run asks for optimizer=sgd" in other.stderr
     assert "Epoch" not in other.stdout and "Traceback" not in other.stderr
 
-    data = run / "checkpoints" / "ckpt-2.data-00000-of-00001"
+    assert checkpoint_steps(run) == [20]
+    data = run / "checkpoints" / "ckpt-20.data-00000-of-00001"
     data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])  # truncated
     before = sorted(os.listdir(run / "checkpoints"))
     again = train(run, *more)
     assert again.returncode != 0
     assert "none of its 1 checkpoints reads back" in again.stderr
-    assert "ckpt-2" in again.stderr.strip().splitlines()[-1]
+    assert "ckpt-20" in again.stderr.strip().splitlines()[-1]
     assert "Traceback" not in again.stderr
     assert sorted(os.listdir(run / "checkpoints")) == before
 
