@@ -17,7 +17,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests import REPO
 from tests.train_utils import run_module
 
 # The default recipe (augmentation, EMA, the official optimizer), a tiny scaling at 32 px.

@@ -80,9 +80,10 @@ def test_jax_backend_gives_the_tensorflow_logits(tmp_path, jax_env):
 
 
 # Under KERAS_BACKEND=jax: one jitted gradient step of the same tiny model with and without
-# remat (same weights, same dropout seeds): loss, gradients and new BN statistics.
+# remat (same weights, same dropout seeds): loss, gradients and new BN statistics; then the
+# remat model saved as a .keras file (argv[1]) with its inference logits (argv[2]).
 REMAT_SCRIPT = """
-import json
+import json, sys
 import jax, keras, numpy as np
 from effnet_tf import EfficientNet, Scaling
 
@@ -118,6 +119,8 @@ def step(model):
     return float(loss), [np.asarray(g) for g in grads], state
 
 (la, ga, sa), (lb, gb, sb) = step(models[0]), step(models[1])
+models[1].save(sys.argv[1])
+np.save(sys.argv[2], np.asarray(models[1](x, training=False)))
 print(json.dumps({
     "remat_blocks": len(models[1].remat_blocks),
     "loss": [la, lb],
@@ -131,14 +134,27 @@ print(json.dumps({
 """
 
 
-def test_remat_under_jax_gives_the_same_step(jax_env):
+def test_remat_under_jax_gives_the_same_step_and_its_keras_file_loads_under_tf(jax_env,
+                                                                              tmp_path):
     """``remat`` under JAX (``jax.checkpoint`` per MBConv block): the same loss, gradients
-    and BN statistics as the plain model, dropout masks included."""
-    done = subprocess.run([sys.executable, "-c", REMAT_SCRIPT], cwd=REPO, capture_output=True,
-                          text=True, timeout=900, env=dict(os.environ, **jax_env))
+    and BN statistics as the plain model, dropout masks included. The ``.keras`` file the
+    JAX process saved gives the same logits under TensorFlow."""
+    saved, logits = str(tmp_path / "remat.keras"), str(tmp_path / "logits.npy")
+    done = subprocess.run([sys.executable, "-c", REMAT_SCRIPT, saved, logits], cwd=REPO,
+                          capture_output=True, text=True, timeout=900,
+                          env=dict(os.environ, **jax_env))
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["remat_blocks"] >= 7
     assert result["loss"][0] == pytest.approx(result["loss"][1], rel=1e-6)
     assert result["grad_diff"] <= 1e-5 * max(1.0, result["grad_scale"])
     assert result["state_diff"] <= 1e-6 and result["state_changed"]
+
+    from effnet_tf.modeling import remat  # noqa: F401  (as for any custom Keras class)
+
+    model = keras.saving.load_model(saved)
+    assert model.remat_blocks and json.loads(json.dumps(model.get_config()))["name"] == (
+        model.name)
+    x = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype("float32")  # the script's
+    np.testing.assert_allclose(np.asarray(model(x, training=False)), np.load(logits),
+                               rtol=1e-5, atol=1e-4)

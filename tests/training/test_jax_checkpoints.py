@@ -1,17 +1,11 @@
 """A JAX run's checkpoint files (Orbax + the input position beside), read and written here in
-the test process (TensorFlow's backend: the files need neither Keras on JAX nor a device), and
-a ``.keras`` file carried between the backends."""
+the test process (TensorFlow's backend: the files need neither Keras on JAX nor a device)."""
 
-import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import tensorflow as tf
-
-from tests import REPO
 
 pytest.importorskip("orbax.checkpoint")
 
@@ -98,23 +92,4 @@ def test_rotation_keeps_the_newest_and_their_input_positions(tmp_path):
     np.testing.assert_array_equal(weights[0], np.full((2, 3), 3.0))
 
 
-def test_a_keras_file_saved_under_jax_loads_under_tensorflow(tmp_path, jax_env):
-    """The same logits from a ``.keras`` file written by a model built and run under JAX."""
-    script = f"""
-import numpy as np
-from effnet_tf import EfficientNet, Scaling
-model = EfficientNet(Scaling("tiny", 0.25, 0.25, 32, 0.2), weights=None, classes=5)
-images = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
-model.save({str(tmp_path / 'model.keras')!r})
-np.save({str(tmp_path / 'images.npy')!r}, images)
-np.save({str(tmp_path / 'probs.npy')!r}, np.asarray(model(images, training=False)))
-"""
-    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True,
-                          text=True, timeout=600, env=dict(os.environ, **jax_env))
-    assert done.returncode == 0, done.stderr[-2000:]
-    import keras
-
-    model = keras.saving.load_model(str(tmp_path / "model.keras"))
-    probs = model(np.load(tmp_path / "images.npy"), training=False)
-    np.testing.assert_allclose(np.asarray(probs), np.load(tmp_path / "probs.npy"), atol=1e-5)
-    assert json.loads(json.dumps(model.get_config()))["name"] == model.name
+# (a .keras file saved under JAX, loaded under TensorFlow: tests/modeling/test_jax_backend.py)
