@@ -7,15 +7,16 @@ import pytest  # noqa: E402
 from effnet_tf.modeling.scaling import Scaling  # noqa: E402
 
 
-# The files that take longest, longest first (worker-seconds on 2 CPU cores, 2026-12-07).
+# The files that take longest, longest first (measured on 2 CPU cores, 2026-12-07).
 # pytest-xdist hands out whole files in collection order (`--dist loadfile
 # --no-loadscope-reorder`, setup.cfg): a long file handed out last would leave the other
 # worker idle at the end, so these go first and the many short files fill in behind them.
-LONGEST_FIRST = (
-    "training/test_train.py", "training/test_faults.py", "training/test_jax_training.py",
-    "test_first_run.py", "test_one_preprocessing.py", "modeling/test_weights.py",
-    "modeling/test_remat.py", "deploy/test_tflite.py", "training/test_distributed.py",
-    "test_notebooks.py", "modeling/test_jax_backend.py", "pipelines/test_service.py",
+LONGEST_FIRST = (  # by CPU seconds (python -m tests.cpu_times)
+    "training/test_jax_training.py", "training/test_train.py", "training/test_faults.py",
+    "test_one_preprocessing.py", "test_first_run.py", "training/test_distributed.py",
+    "modeling/test_remat.py", "modeling/test_weights.py", "deploy/test_tflite.py",
+    "test_notebooks.py", "modeling/test_pretrained.py", "modeling/test_jax_backend.py",
+    "pipelines/test_service.py",
 )
 
 
