@@ -203,23 +203,6 @@ def test_fine_tuning_trains_the_head_first_with_the_backbone_and_bn_frozen(tmp_p
     assert same(after_all, "stem_bn") and same(after_all, "top_bn")  # BN stayed frozen
 
 
-def test_trains_on_a_tfds_dataset(tmp_path):
-    import tensorflow_datasets as tfds
-    with tfds.testing.mock_data(num_examples=48):
-        result = train_and_evaluate(
-            tiny_config(dataset="tfds:tf_flowers", num_classes=None, train_split="train[:32]",
-                        eval_split="train[32:]", epochs=2, steps_per_epoch=2, eval_steps=1),
-            str(tmp_path))
-    # mock images are noise with random labels: nothing to learn (whether the loss falls in
-    # a few steps depends on the initialization), so this checks the data path: every
-    # training step ran and the eval batch (16 images) was evaluated
-    losses = result["train_loss_per_epoch"]
-    assert result["step"] == 4 and len(losses) == 2 and all(np.isfinite(losses)), losses
-    assert result["images"] == 16 and result["skipped_images"] == 0
-    saved = json.load(open(tmp_path / "config.json"))
-    assert saved["spec"]["model"]["num_classes"] == 5  # from the TFDS metadata
-
-
 @pytest.mark.parametrize("precision", ["mixed_float16", "mixed_bfloat16"])
 def test_mixed_precision_training(tmp_path, precision):
     result = train_and_evaluate(tiny_config(mixed_precision=precision, dataset="random",
@@ -246,20 +229,23 @@ def test_xla_training_on_a_tiny_model_follows_the_graph_mode_run(tmp_path):
     assert xla["loss"] == pytest.approx(graph["loss"], rel=1e-2)
 
 
-def test_a_stop_in_the_last_step_on_a_non_local_file_system_resumes_and_extends(monkeypatch):
-    """model_dir on TF's in-memory file system (``ram://``) stands in for ``gs://``: config,
-    checkpoints, logs and resume go through tf.io.gfile, nothing through the local disk.
-    SIGTERM during the run's very last step: the checkpoint is saved there without the
-    evaluation, and the resumed run (nothing left to train) reports the epoch's training
-    loss and accuracy beside its evaluation, as an uninterrupted run does; more epochs then
-    extend it."""
+def test_a_tfds_run_on_a_non_local_file_system_stopped_in_its_last_step_resumes(monkeypatch):
+    """A run on a TFDS dataset (``tfds.testing.mock_data``) whose model_dir is on TF's
+    in-memory file system (``ram://``, standing in for ``gs://``): config, checkpoints, logs
+    and resume go through tf.io.gfile, nothing through the local disk. SIGTERM during the
+    run's very last step: the checkpoint is saved there without the evaluation, and the
+    resumed run (nothing left to train) reports the epoch's training loss and accuracy beside
+    its evaluation, as an uninterrupted run does; more epochs then extend it."""
     import signal
+
+    import tensorflow_datasets as tfds
 
     from effnet_tf.training.trainer import Interrupted, Trainer
 
     model_dir = "ram://effnet_tf_test_run"
-    config = tiny_config(dataset="random", image_size=32, epochs=1, steps_per_epoch=3,
-                         checkpoint_every_steps=100)
+    config = tiny_config(dataset="tfds:tf_flowers", num_classes=None, train_split="train[:32]",
+                         eval_split="train[32:]", image_size=32, epochs=1, steps_per_epoch=3,
+                         eval_steps=1, checkpoint_every_steps=100)
     run_steps = Trainer.run_steps
 
     def stopped_on_the_last_step(self, step, count):
@@ -268,24 +254,31 @@ def test_a_stop_in_the_last_step_on_a_non_local_file_system_resumes_and_extends(
             os.kill(os.getpid(), signal.SIGTERM)  # as a preemption arriving then
         return result
 
-    monkeypatch.setattr(Trainer, "run_steps", stopped_on_the_last_step)
-    with pytest.raises(Interrupted):
-        train_and_evaluate(config, model_dir)
-    monkeypatch.undo()
-    names = {n.rstrip("/") for n in tf.io.gfile.listdir(model_dir)}
-    assert {"config.json", "summary.json", "checkpoints", "logs"} <= names
-    assert tf.io.gfile.glob(model_dir + "/checkpoints/ckpt-3.index")
-    with tf.io.gfile.GFile(model_dir + "/summary.json") as f:
-        stopped = json.load(f)
-    assert stopped["interrupted"] == "SIGTERM" and stopped["step"] == 3 and "top1" not in stopped
+    with tfds.testing.mock_data(num_examples=48):  # noise with random labels
+        monkeypatch.setattr(Trainer, "run_steps", stopped_on_the_last_step)
+        with pytest.raises(Interrupted):
+            train_and_evaluate(config, model_dir)
+        monkeypatch.undo()
+        names = {n.rstrip("/") for n in tf.io.gfile.listdir(model_dir)}
+        assert {"config.json", "summary.json", "checkpoints", "logs"} <= names
+        assert tf.io.gfile.glob(model_dir + "/checkpoints/ckpt-3.index")
+        with tf.io.gfile.GFile(model_dir + "/summary.json") as f:
+            stopped = json.load(f)
+        assert stopped["interrupted"] == "SIGTERM" and stopped["step"] == 3
+        assert "top1" not in stopped
+        with tf.io.gfile.GFile(model_dir + "/config.json") as f:
+            assert json.load(f)["spec"]["model"]["num_classes"] == 5  # the TFDS metadata's
 
-    resumed = train_and_evaluate(config, model_dir)
-    assert resumed["step"] == 3 and resumed["epoch"] == 1 and "interrupted" not in resumed
-    assert resumed["train_loss"] == pytest.approx(stopped["train_loss_per_epoch"][0])
-    assert {"train_top1", "top1", "loss", "images"} <= resumed.keys()
+        resumed = train_and_evaluate(config, model_dir)
+        assert resumed["step"] == 3 and resumed["epoch"] == 1 and "interrupted" not in resumed
+        assert resumed["train_loss"] == pytest.approx(stopped["train_loss_per_epoch"][0])
+        assert {"train_top1", "top1", "loss"} <= resumed.keys()
+        # the eval batch (16 images) was evaluated
+        assert resumed["images"] == 16 and resumed["skipped_images"] == 0
 
-    config.epochs = 2
-    result = train_and_evaluate(config, model_dir)  # resumes at step 3
-    assert result["step"] == 6 and len(result["train_loss_per_epoch"]) == 2  # the first kept
-    assert result["train_loss_per_epoch"][1] == result["train_loss"]
+        config.epochs = 2
+        result = train_and_evaluate(config, model_dir)  # resumes at step 3
+    losses = result["train_loss_per_epoch"]
+    assert result["step"] == 6 and len(losses) == 2 and all(np.isfinite(losses))  # first kept
+    assert losses[1] == result["train_loss"]
     assert tf.io.gfile.glob(model_dir + "/checkpoints/ckpt-6.index")
