@@ -1,5 +1,6 @@
 """The tf.data service: a real dispatcher and worker processes on 127.0.0.1 serve
-``pipelines.build(..., service=Service(...))``; servers stop cleanly; bad arguments fail clearly."""
+``pipelines.build(..., runtime=Runtime(service=Service(...)))``; servers stop cleanly (those
+need three TensorFlow processes: ``-m slow``); bad arguments fail clearly."""
 
 import collections
 import os
@@ -80,6 +81,7 @@ def batches(dataset, n):
     return [(x.numpy(), y.numpy()) for x, y in dataset.take(n)]
 
 
+@pytest.mark.slow  # a running dispatcher and two workers: three TensorFlow processes
 def test_service_batches_are_the_pipelines(cluster, image_folder):
     local = pipelines.build(image_folder, "train", image_size=32, batch_size=4)
     served = pipelines.build(image_folder, "train", image_size=32, batch_size=4,
@@ -93,6 +95,7 @@ def test_service_batches_are_the_pipelines(cluster, image_folder):
     assert set(labels) == {0, 1, 2}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode, copies", [("distributed_epoch", 1), ("parallel_epochs", 2)])
 def test_distributed_epoch_serves_each_example_once(cluster, image_folder, mode, copies):
     """One epoch (repeat=False) through two workers: distributed_epoch splits the 18 files
@@ -104,6 +107,7 @@ def test_distributed_epoch_serves_each_example_once(cluster, image_folder, mode,
                                                     2: 6 * copies}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("global_seed", [None, 1])
 def test_parallel_epochs_workers_crop_differently_even_with_a_seed(cluster, image_folder,
                                                                     global_seed):
@@ -121,6 +125,7 @@ def test_parallel_epochs_workers_crop_differently_even_with_a_seed(cluster, imag
     assert len(images) == 36 and len({image.tobytes() for image in images}) == 36
 
 
+@pytest.mark.slow
 def test_undecodable_images_are_skipped_on_the_workers(cluster, messy_folder):
     """10 good images (8 JPEGs, a PNG, a grayscale JPEG) and 2 broken ones: one epoch through
     the service holds the 10, and a worker's stderr names a skipped file."""
@@ -131,6 +136,7 @@ def test_undecodable_images_are_skipped_on_the_workers(cluster, messy_folder):
     assert "could not be decoded" in logs and ("corrupt.jpg" in logs or "truncated.jpg" in logs)
 
 
+@pytest.mark.slow
 def test_killing_a_worker_does_not_stop_training(cluster, image_folder):
     victim = Server(cluster["tmp"], "worker", "--dispatcher", f"127.0.0.1:{cluster['port']}")
     victim.ready()
@@ -217,6 +223,7 @@ def test_mode_is_distributed_epoch_for_files_and_parallel_epochs_otherwise():
     assert service.choose_mode("parallel_epochs", splittable=True) == "parallel_epochs"
 
 
+@pytest.mark.slow
 def test_servers_stop_cleanly_on_sigterm_and_sigint(cluster):
     """Last in this module: it stops the cluster's servers. The dispatcher goes first, so a
     worker must also stop without it (its own stop() would wait for it forever)."""

@@ -61,6 +61,7 @@ def _free_ports(n):
     return ports
 
 
+@pytest.mark.slow  # two more TensorFlow processes; the mirrored run above is the default check
 def test_two_workers_equal_one_device(one_device, tmp_path):
     workers = [f"localhost:{p}" for p in _free_ports(2)]
     processes = [
