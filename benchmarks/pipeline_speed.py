@@ -105,7 +105,8 @@ def ours(folder, image_size, augment=None, fast_decode=False, resize_method="bic
         augment=augment,
         preprocess=pipelines.Preprocess(fast_decode=fast_decode, resize_method=resize_method),
         batching=pipelines.Batching(dtype=dtype),
-        service=pipelines.Service(data_service) if data_service else None,
+        runtime=pipelines.Runtime(
+            service=pipelines.Service(data_service) if data_service else None),
     )
 
 
