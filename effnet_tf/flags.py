@@ -96,22 +96,44 @@ def check_model_dir(path: str) -> None:
 
 def check_output(path: str) -> None:
     """An output path that could not be written (no permission, a read-only or virtual file
-    system such as /proc, a file where a folder must be), said before TensorFlow is imported:
-    a probe file in the nearest folder of the path that exists (the missing ones are made)."""
+    system such as /proc, a file where a folder must be), said before TensorFlow is imported."""
     if not path or "://" in path:
         return
-    folder = os.path.dirname(os.path.abspath(path))
+    cause = _cannot_write(os.path.dirname(os.path.abspath(path)))
+    if cause:
+        raise ValueError(f"--output={path!r} cannot be written: {cause}; give another --output")
+
+
+def check_train_model_dir(path: str, config) -> None:
+    """``train``'s ``--model_dir`` before TensorFlow is imported: a local one that could not
+    be written, that a live run holds, or whose checkpoints another backend wrote
+    (``training.run_guard``; the backend is set: ``use_backend``)."""
+    from effnet_tf.training import run_guard
+
+    cause = _cannot_write(path)
+    if cause:
+        raise ValueError(f"cannot write to model_dir {path!r}: {cause}")
+    shared = config.strategy == "multi_worker" or bool(os.environ.get("TF_CONFIG"))
+    run_guard.check_local(path, os.environ["KERAS_BACKEND"], locks=not shared)
+
+
+def _cannot_write(folder: str) -> str | None:
+    """Why no file could be made in local ``folder`` (its missing folders made first), or
+    None: a probe file in the nearest folder of the path that exists. Remote paths
+    (gs://...) are checked when written."""
+    if not folder or "://" in folder:
+        return None
+    folder = os.path.abspath(folder)
     while not os.path.isdir(folder):
         if os.path.exists(folder):
-            raise ValueError(f"--output={path!r} cannot be written: {folder!r} is a file, "
-                             "not a folder")
+            return f"{folder!r} is a file, not a folder"
         folder = os.path.dirname(folder)
     try:
         with tempfile.TemporaryFile(dir=folder):
             pass
     except OSError as e:
-        raise ValueError(f"--output={path!r} cannot be written: no new file can be made in "
-                         f"{folder!r} ({e.strerror or e}); give another --output") from None
+        return f"no new file can be made in {folder!r} ({e.strerror or e})"
+    return None
 
 
 def exit_now(code: int = 0) -> None:

@@ -26,6 +26,10 @@ def main(argv):
     except ValueError as e:
         effnet_flags.fail(str(e))
     effnet_flags.use_backend(config.backend)  # before Keras loads
+    try:
+        effnet_flags.check_train_model_dir(flags.FLAGS.model_dir, config)
+    except ValueError as e:
+        effnet_flags.fail(str(e))
     from effnet_tf.training.trainer import (CheckpointWriteError, Interrupted, NonFiniteLossError,
                                    train_and_evaluate)
 

@@ -6,6 +6,7 @@ through a two-line wrapper that reports at exit whether TensorFlow was imported.
 
 import json
 import os
+import socket
 import subprocess
 import sys
 
@@ -57,6 +58,8 @@ CASES = [
      "largest accepted: one training batch of 16 would keep about 61.5 TB of activations "
      "(3.84 TB per image; an estimate"),
     (SMOKE + ("--image_size=16",), "config.image_size must be >= 32 pixels, got 16"),
+    (SMOKE + (f"--dataset={DATA}", "--data_dir={tmp}"), "--data_dir='{tmp}' is for tfds: "
+     f"datasets (and synthetic); dataset '{DATA}' is read from where it names"),
     (SMOKE + ("--config.width_coefficient=20",),
      "config.width_coefficient=20 is out of range [0.1, 8]"),
     (SMOKE + ("--config.num_classes=0",), "config.num_classes must be >= 2"),
@@ -111,6 +114,22 @@ def test_a_run_of_a_newer_version_is_refused_before_tensorflow(tmp_path, module,
     assert_one_line_error(out, module, f"{run / 'config.json'} was written by a newer "
                           f"effnet_tf (format_version 99; this version reads up to "
                           f"{FORMAT_VERSION}): upgrade effnet_tf")
+
+
+def test_a_model_dir_that_train_cannot_use_is_refused_before_tensorflow(tmp_path):
+    """Not writable (a file where a folder must be), or held by a live run's lock: said at
+    once (the backend its checkpoints need: tests/training/test_jax_training.py)."""
+    (tmp_path / "file").write_text("not a folder")
+    out = run_cli(*SMOKE[:1], f"--model_dir={tmp_path}/file/run", *SMOKE[2:])
+    assert_one_line_error(out, "effnet_tf.train", f"cannot write to model_dir "
+                          f"'{tmp_path}/file/run': '{tmp_path}/file' is a file, not a folder")
+    held = tmp_path / "held"
+    held.mkdir()
+    owner = {"pid": os.getpid(), "host": socket.gethostname(), "started": "2026-12-07 10:00:00"}
+    (held / "lock.json").write_text(json.dumps(owner))
+    out = run_cli(*SMOKE[:1], f"--model_dir={held}", *SMOKE[2:])
+    assert_one_line_error(out, "effnet_tf.train", f"model_dir '{held}' is in use by another run "
+                          f"(pid {os.getpid()} on {owner['host']}, since 2026-12-07 10:00:00)")
 
 
 def test_valid_flags_and_config_are_checked_without_tensorflow(tmp_path):

@@ -167,13 +167,6 @@ def test_tfrecords_without_metadata_are_counted_and_0_based_labels_have_a_flag(t
     assert "3 classes; 6 steps/epoch" in out.stdout and done_line(out)["step"] == 48 // 8
 
 
-def test_data_dir_is_refused_where_it_would_be_ignored(digits, tmp_path):
-    out = train(tmp_path / "run", f"--dataset={digits}", f"--data_dir={tmp_path}")
-    assert out.returncode != 0
-    assert "--data_dir" in out.stderr and "is for tfds: datasets" in out.stderr
-    assert "Traceback" not in out.stderr
-
-
 def test_an_unprepared_tfds_dataset_says_so(tmp_path):
     out = train(tmp_path / "run", "--dataset=tfds:imagenet2012", f"--data_dir={tmp_path}")
     assert out.returncode != 0

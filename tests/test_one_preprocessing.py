@@ -10,6 +10,8 @@ evaluated at 0.81 top-1 predicted its own validation files at 0.14.
 Each recipe trains a tiny run (only sizes and step counts changed; no pretrained weights,
 which cannot be fetched here and do not fit a tiny scaling; the TPU recipe on the CPU) on
 scikit-learn's digits, in this process: the commands are one call each of these functions.
+The default run trains the first recipe of each distinct set of inference settings
+(``recipes_by_settings``: ``imagenet`` serves as ``finetune_flowers`` does); ``-m slow`` all.
 """
 
 import importlib.util
@@ -38,7 +40,26 @@ def recipe_config(name: str, dataset: str):
     return config
 
 
-@pytest.mark.parametrize("recipe", effnet_flags.recipe_names())
+def inference_settings(config) -> tuple:
+    """What decides a trained run's predictions besides its weights' values: the eval
+    preprocessing, whether the averaged weights are served, the precision."""
+    return (config.image_size, config.eval_crop_fraction, config.resize_method,
+            bool(config.ema_decay), config.mixed_precision, config.pretrained)
+
+
+def recipes_by_settings() -> list:
+    """Every shipped recipe; the default run trains the first recipe of each distinct
+    ``inference_settings``, the slow run all of them (a recipe that only trains differently
+    has no other preprocessing to get wrong)."""
+    seen, params = set(), []
+    for name in effnet_flags.recipe_names():
+        settings = inference_settings(recipe_config(name, "unused"))
+        params.append(pytest.param(name, marks=[pytest.mark.slow] if settings in seen else []))
+        seen.add(settings)
+    return params
+
+
+@pytest.mark.parametrize("recipe", recipes_by_settings())
 def test_evaluate_predict_and_served_model_agree(recipe, digits, tmp_path):
     from effnet_tf.deploy.formats import export_run
     from effnet_tf.deploy.serving import predict_files

@@ -103,6 +103,8 @@ def get_config() -> ml_collections.ConfigDict:
     return c
 
 
+SYNTHETIC = "synthetic"  # config.dataset: JPEG files of coloured shapes, through the real pipeline
+RANDOM = "random"  # config.dataset: one batch of random pixels in memory (measures the model)
 BACKENDS = ("auto", "tensorflow", "jax")
 STRATEGIES = ("auto", "cpu", "one_device", "mirrored", "multi_worker", "tpu")
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
@@ -156,6 +158,12 @@ def validate(config) -> scaling_lib.Scaling:
         if config.get(name) is not None and config[name] < 1:
             raise ValueError(f"config.{name} must be >= 1 (or None: the whole split), got "
                              f"{config[name]!r}")
+    if config.data_dir and not (str(config.dataset).startswith("tfds:")
+                                or config.dataset == SYNTHETIC):
+        raise ValueError(
+            f"--data_dir={config.data_dir!r} is for tfds: datasets (and synthetic); dataset "
+            f"{config.dataset!r} is read from where it names: drop --data_dir, or give the "
+            "folder or TFRecords as --dataset")
     if config.num_classes is not None and config.num_classes < 2:
         raise ValueError(f"config.num_classes must be >= 2 (or None: the dataset's), got "
                          f"{config.num_classes!r}")

@@ -9,13 +9,12 @@ import zlib
 import tensorflow as tf
 
 import pipelines
+from effnet_tf.training.config import RANDOM, SYNTHETIC
 from effnet_tf.training.run_dir import RunDir
 from pipelines import checks
 from pipelines.synthetic import random_batches, write_image_folder
 
-SYNTHETIC = "synthetic"  # JPEG files of coloured shapes, through the real pipeline
 SIZES_FILE = "dataset_size.json"  # in model_dir: examples counted once per source and split
-RANDOM = "random"  # one batch of random pixels in memory: measures the model, not the input
 CHECK_FILE = "data_check.json"  # in model_dir: pipelines.checks' counts, by the data's identity
 
 
@@ -26,19 +25,14 @@ def resolve_source(data, model_dir: str, *, num_classes: int | None = None, seed
     ``synthetic`` writes its JPEG folder once (under ``data_dir``, default
     ``<model_dir>/data``; ``num_classes`` of them, 4 by default) and holds out 20% for
     validation. ``data_dir`` is TFDS's data_dir for ``tfds:`` datasets; any other dataset
-    names its files itself, so a ``data_dir`` there is refused rather than silently ignored."""
+    names its files itself (``config.validate`` refuses a ``data_dir`` there)."""
     if data.dataset == SYNTHETIC:
         root = data.data_dir or os.path.join(model_dir, "data")
         write_image_folder(root, num_classes=num_classes or 4, seed=seed)
         return pipelines.get_source(root, validation_fraction=0.2, num_classes=num_classes)
     options = {"num_classes": num_classes}
-    if data.dataset.startswith("tfds:"):
+    if data.dataset.startswith("tfds:"):  # (a data_dir elsewhere: refused by config.validate)
         options["data_dir"] = data.data_dir
-    elif data.data_dir:
-        raise ValueError(
-            f"--data_dir={data.data_dir!r} is for tfds: datasets (and synthetic); dataset "
-            f"{data.dataset!r} is read from where it names: drop --data_dir, or give the "
-            "folder or TFRecords as --dataset")
     source = pipelines.get_source(data.dataset, **options)
     if not isinstance(source, pipelines.TFRecordSource):
         if data.label_offset is not None:

@@ -45,6 +45,15 @@ def _sums_fn(model, k: int):
     return sums
 
 
+def pads_last_batch(strategy=None) -> bool:
+    """Whether evaluation pads its last batch to the full batch size (blanks of weight 0, so
+    nothing is counted twice or dropped): where XLA compiles the whole step, one program per
+    input shape, so a smaller last batch would be a second compilation (minutes for a large
+    model on a TPU): under Keras' JAX backend and on TPUs."""
+    return (keras.backend.backend() == "jax"
+            or isinstance(strategy, tf.distribute.TPUStrategy))
+
+
 def evaluate_model(model, dataset, num_classes: int, steps=None, strategy=None) -> dict:
     """``{"loss", "top1", "top5", "images"}``: means over the examples (top-k with
     k = min(5, classes)) and how many were evaluated; ``model`` is left as it was.
@@ -135,7 +144,8 @@ def evaluate_run(model_dir: str, split=None, steps=None, batch_size=64, use_ema=
     "ema"}``."""
     trained = load_trained(model_dir, use_ema)
     data = RunData.of_spec(trained.spec, model_dir)
-    dataset = data.dataset(split or trained.spec.data.eval_split, False, batch_size)
+    dataset = data.dataset(split or trained.spec.data.eval_split, False, batch_size,
+                           pad_remainder=pads_last_batch())
     result = evaluate_model(trained.model, dataset, data.num_classes, steps)
     result.update(skipped=data.skip_counter(False).count, step=trained.step,
                   ema=trained.averaged)

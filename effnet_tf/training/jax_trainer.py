@@ -278,9 +278,10 @@ class JaxTrainer(BaseTrainer):
         return loss, correct, seconds
 
     def evaluate(self, steps: int | None = None) -> dict:
-        from effnet_tf.training.evaluation import evaluate_model
+        from effnet_tf.training.evaluation import evaluate_model, pads_last_batch
 
-        dataset = self.data.eval_dataset(self.spec.optim.global_batch_size)
+        dataset = self.data.eval_dataset(self.spec.optim.global_batch_size,
+                                         pad_remainder=pads_last_batch())
         skips = self.data.skip_counter(False) if self.data.source is not None else None
         skipped_before = skips.count if skips else 0
         self._sync_model(averaged="ema" in self.state)

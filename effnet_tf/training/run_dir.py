@@ -18,12 +18,13 @@ import tensorflow as tf
 from absl import logging
 
 from effnet_tf.training import jax_checkpoints  # its module imports neither JAX nor Orbax
+from effnet_tf.training import run_guard
 from effnet_tf.training import spec as spec_lib
 from effnet_tf.training.runtime import is_chief
 
 CONFIG_FILE = spec_lib.CONFIG_FILE
 SUMMARY_FILE = "summary.json"
-LOCK_FILE = "lock.json"  # the live run using this model_dir: pid, host, start time
+LOCK_FILE = run_guard.LOCK_FILE
 
 
 class RunDir:
@@ -92,11 +93,7 @@ class RunDir:
         if saved is None:
             return
         if saved.runtime.backend != spec.runtime.backend:
-            raise ValueError(
-                f"model_dir {self.path!r} was trained under Keras' {saved.runtime.backend} "
-                f"backend; its checkpoints resume only under it: pass --backend "
-                f"{saved.runtime.backend} (or KERAS_BACKEND={saved.runtime.backend}), or use a "
-                "new --model_dir (evaluate, predict and export read runs of either backend)")
+            raise run_guard.other_backend(self.path, saved.runtime.backend)
         identity, before = spec.identity(), saved.identity()
         diff = {k: (before[k], v) for k, v in identity.items() if before[k] != v}
         if diff:
@@ -208,11 +205,8 @@ class RunDir:
         path = self._file(LOCK_FILE)
         owner = self.read_json(LOCK_FILE) if tf.io.gfile.exists(path) else None
         if owner is not None:
-            if owner.get("host") != me["host"] or _alive(owner.get("pid")):
-                raise ValueError(
-                    f"model_dir {self.path!r} is in use by another run (pid {owner.get('pid')} "
-                    f"on {owner.get('host')}, since {owner.get('started')}): wait for it, use "
-                    f"another --model_dir, or delete {path} if that run is gone")
+            if run_guard.is_live(owner):
+                raise run_guard.in_use(self.path, owner)
             logging.warning("Taking over the stale lock of pid %s (no longer running)",
                             owner.get("pid"))
             tf.io.gfile.remove(path)
@@ -227,16 +221,6 @@ class RunDir:
                              f"started ({path})") from None
         with os.fdopen(fd, "w") as f:
             json.dump(me, f)
-
-
-def _alive(pid) -> bool:
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, TypeError, ValueError):
-        return True  # exists but is someone else's, or unreadable: assume alive
-    return True
 
 
 def _cause(error: Exception) -> str:

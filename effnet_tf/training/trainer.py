@@ -179,11 +179,10 @@ class Trainer(BaseTrainer):
     def evaluate(self, steps: int | None = None) -> dict:
         """Top-1 / top-5 on the eval split, with the averaged weights when there are any;
         ``images`` evaluated and ``skipped_images`` (undecodable) of this evaluation."""
-        from effnet_tf.training.evaluation import evaluate_model
+        from effnet_tf.training.evaluation import evaluate_model, pads_last_batch
 
-        dataset = self.data.eval_dataset(
-            self.spec.optim.global_batch_size,
-            pad_remainder=isinstance(self.strategy, tf.distribute.TPUStrategy))
+        dataset = self.data.eval_dataset(self.spec.optim.global_batch_size,
+                                         pad_remainder=pads_last_batch(self.strategy))
         skips = self.data.skip_counter(False) if self.data.source is not None else None
         skipped_before = skips.count if skips else 0
         if self.ema is not None:

@@ -171,7 +171,8 @@ def assert_as_accurate(scaling, plain, other, x, labels, graph=False, frozen=(),
         np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-5, atol=1e-6, err_msg=a.path)
 
 
-@pytest.mark.parametrize("batch", [8, 6, 3])  # 4 slices: even, uneven; fewer images
+@pytest.mark.parametrize("batch", [  # 4 slices: even, uneven; fewer images (also in a graph
+    8, 6, pytest.param(3, marks=pytest.mark.slow)])  # below: slow here)
 def test_fused_backward_as_accurate_as_keras(fuse_everywhere, batch):
     kwargs = dict(classes=4, drop_connect_rate=0.0, dropout=0.0)
     plain, other = twins(SMALL, "all", **kwargs)

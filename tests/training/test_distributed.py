@@ -38,17 +38,20 @@ def finish(process, timeout=600):
 
 
 @pytest.fixture(scope="module")
-def one_device(tmp_path_factory):
-    model_dir = tmp_path_factory.mktemp("one_device")
-    finish(start(model_dir, dict(COMMON, strategy="cpu"), "--fixed_batch"))
-    return checkpoint_weights(model_dir)
+def mirrored(tmp_path_factory):
+    """Mirrored over two logical CPUs, and before it in the same process the same training on
+    one device: (the mirrored run's output, its model_dir, the one-device weights)."""
+    root = tmp_path_factory.mktemp("distributed")
+    out = finish(start(root / "mirrored", dict(COMMON, strategy="mirrored", cpu_devices=2),
+                       "--fixed_batch", f"--one_device_first={root / 'one_device'}"))
+    return out, root / "mirrored", checkpoint_weights(root / "one_device")
 
 
-def test_mirrored_on_two_cpus_equals_one_device(one_device, tmp_path):
-    out = finish(start(tmp_path, dict(COMMON, strategy="mirrored", cpu_devices=2),
-                       "--fixed_batch"))
+def test_mirrored_on_two_cpus_equals_one_device(mirrored):
+    out, model_dir, one_device = mirrored
     assert "MirroredStrategy with 2 replica(s)" in out
-    assert_same_weights(one_device, checkpoint_weights(tmp_path), rtol=1e-4, atol=1e-6)
+    assert "OneDeviceStrategy with 1 replica(s)" in out
+    assert_same_weights(one_device, checkpoint_weights(model_dir), rtol=1e-4, atol=1e-6)
 
 
 def _free_ports(n):
@@ -62,7 +65,7 @@ def _free_ports(n):
 
 
 @pytest.mark.slow  # two more TensorFlow processes; the mirrored run above is the default check
-def test_two_workers_equal_one_device(one_device, tmp_path):
+def test_two_workers_equal_one_device(mirrored, tmp_path):
     workers = [f"localhost:{p}" for p in _free_ports(2)]
     processes = [
         start(tmp_path, dict(COMMON, strategy="multi_worker"), "--fixed_batch", env={
@@ -73,7 +76,7 @@ def test_two_workers_equal_one_device(one_device, tmp_path):
     assert "CollectiveAllReduceStrategy with 2 replica(s)" in outs[0]  # multi-worker
     # the chief writes the run; the other worker keeps its copy apart
     assert os.path.isdir(tmp_path / "workers" / "worker_1" / "checkpoints")
-    assert_same_weights(one_device, checkpoint_weights(tmp_path), rtol=1e-4, atol=1e-6)
+    assert_same_weights(mirrored[2], checkpoint_weights(tmp_path), rtol=1e-4, atol=1e-6)
 
 
 def checkpoint_steps(model_dir):

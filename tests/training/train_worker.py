@@ -1,9 +1,12 @@
 """One training process for the distribution and resume tests (run as a script).
 
-    python tests/training/train_worker.py MODEL_DIR '{"strategy": "mirrored", ...}' [--fixed_batch]
+    python tests/training/train_worker.py MODEL_DIR '{"strategy": "mirrored", ...}' \
+        [--fixed_batch] [--one_device_first=DIR]
 
 ``--fixed_batch`` feeds every step the same 16 images, split across input pipelines by
 element, so one device, mirrored replicas and several workers see the same global batch.
+``--one_device_first=DIR`` first trains the same config on one device into DIR, in the same
+process (one TensorFlow start-up for the two runs that are compared).
 """
 
 import json
@@ -36,6 +39,10 @@ def main():
     if "--fixed_batch" in sys.argv:
         data.RunData.train_dataset = fixed_train_dataset
         trainer.Trainer.evaluate = lambda self, steps=None: {}
+    for arg in sys.argv[3:]:
+        if arg.startswith("--one_device_first="):
+            trainer.train_and_evaluate(tiny_config(**dict(overrides, strategy="cpu")),
+                                       arg.split("=", 1)[1])
     result = trainer.train_and_evaluate(tiny_config(**overrides), model_dir)
     print("RESULT " + json.dumps({"step": result["step"]}))
 
