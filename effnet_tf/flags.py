@@ -97,9 +97,7 @@ def check_model_dir(path: str) -> None:
 def check_output(path: str) -> None:
     """An output path that could not be written (no permission, a read-only or virtual file
     system such as /proc, a file where a folder must be), said before TensorFlow is imported."""
-    if not path or "://" in path:
-        return
-    cause = _cannot_write(os.path.dirname(os.path.abspath(path)))
+    cause = _cannot_write(os.path.dirname(path) or ".") if path else None
     if cause:
         raise ValueError(f"--output={path!r} cannot be written: {cause}; give another --output")
 
