@@ -32,10 +32,6 @@ def split_aliases(split: str) -> tuple[str, ...]:
     return SPLIT_ALIASES.get(split, (split,))
 
 
-def _is_glob(path: str) -> bool:
-    return any(c in path for c in "*?[")
-
-
 def _join(*parts: str) -> str:
     return "/".join([parts[0].rstrip("/")] + [p.strip("/") for p in parts[1:]])
 

@@ -13,7 +13,8 @@ from typing import Sequence
 
 import tensorflow as tf
 
-from pipelines.source_base import AUTOTUNE, Source, _is_glob, _join, shard_and_read, split_aliases
+from pipelines.source_base import AUTOTUNE, Source, _join, shard_and_read, split_aliases
+from pipelines.source_specs import is_glob
 
 # ImageNet TFRecords as the official scripts write them (tensorflow/tpu
 # tools/datasets/imagenet_to_gcs.py): JPEG bytes, 1-based labels 1..1000.
@@ -59,7 +60,7 @@ class TFRecordSource(Source):
 
     def _folder(self) -> str:
         path = self.path.split("{split}")[0] if "{split}" in self.path else self.path
-        if _is_glob(path) or not tf.io.gfile.isdir(path):
+        if is_glob(path) or not tf.io.gfile.isdir(path):
             path = os.path.dirname(path)
         return path
 
@@ -73,7 +74,7 @@ class TFRecordSource(Source):
     def _patterns(self, split: str) -> list[str]:
         if "{split}" in self.path:
             return [self.path.format(split=alias) for alias in split_aliases(split)]
-        if _is_glob(self.path):
+        if is_glob(self.path):
             return [self.path]
         if tf.io.gfile.isdir(self.path):
             return [_join(self.path, f"{alias}-*") for alias in split_aliases(split)]

@@ -36,12 +36,12 @@ from pipelines.source_base import (
     AUTOTUNE,
     SPLIT_ALIASES,
     Source,
-    _is_glob,
     check_labels,
     shard_and_read,
     split_aliases,
 )
 from pipelines.source_folders import IMAGE_EXTENSIONS, FolderSource, list_images
+from pipelines.source_specs import is_glob, not_found
 from pipelines.source_tfds import TFDSSource
 from pipelines.source_tfrecords import (
     IMAGENET_NUM_CLASSES,
@@ -97,7 +97,7 @@ def get_source(spec, **options) -> Source:
     spec = os.fspath(spec)
     if spec.startswith("tfds:"):
         return TFDSSource(spec[len("tfds:"):], **options)
-    if _is_glob(spec) or "{split}" in spec:
+    if is_glob(spec) or "{split}" in spec:
         return TFRecordSource(spec, **options)
     if tf.io.gfile.isdir(spec):
         if _has_tfrecords(spec):
@@ -105,7 +105,4 @@ def get_source(spec, **options) -> Source:
         return FolderSource(spec, **options)
     if tf.io.gfile.exists(spec):
         return TFRecordSource(spec, **options)
-    raise FileNotFoundError(
-        f"no such dataset: {spec!r} is not a 'tfds:<name>', an existing folder, a TFRecord "
-        "file or a glob"
-    )
+    raise FileNotFoundError(not_found(spec))

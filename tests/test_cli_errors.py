@@ -60,6 +60,8 @@ CASES = [
     (SMOKE + ("--image_size=16",), "config.image_size must be >= 32 pixels, got 16"),
     (SMOKE + (f"--dataset={DATA}", "--data_dir={tmp}"), "--data_dir='{tmp}' is for tfds: "
      f"datasets (and synthetic); dataset '{DATA}' is read from where it names"),
+    (SMOKE + ("--dataset=no/such/folder",), "no such dataset: 'no/such/folder' is not a "
+     "'tfds:<name>', an existing folder, a TFRecord file or a glob"),
     (SMOKE + ("--config.width_coefficient=20",),
      "config.width_coefficient=20 is out of range [0.1, 8]"),
     (SMOKE + ("--config.num_classes=0",), "config.num_classes must be >= 2"),

@@ -18,6 +18,7 @@ import ml_collections
 from effnet_tf.modeling import scaling as scaling_lib
 from effnet_tf.training.spec import model_scaling
 from pipelines import options as pipeline_options
+from pipelines import source_specs
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -164,6 +165,10 @@ def validate(config) -> scaling_lib.Scaling:
             f"--data_dir={config.data_dir!r} is for tfds: datasets (and synthetic); dataset "
             f"{config.dataset!r} is read from where it names: drop --data_dir, or give the "
             "folder or TFRecords as --dataset")
+    if config.dataset not in (SYNTHETIC, RANDOM):
+        missing = source_specs.missing_local(str(config.dataset))
+        if missing:
+            raise ValueError(missing)
     if config.num_classes is not None and config.num_classes < 2:
         raise ValueError(f"config.num_classes must be >= 2 (or None: the dataset's), got "
                          f"{config.num_classes!r}")
