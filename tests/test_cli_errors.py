@@ -62,6 +62,11 @@ CASES = [
      f"datasets (and synthetic); dataset '{DATA}' is read from where it names"),
     (SMOKE + ("--dataset=no/such/folder",), "no such dataset: 'no/such/folder' is not a "
      "'tfds:<name>', an existing folder, a TFRecord file or a glob"),
+    # an empty file: was "classes must be an integer >= 1, got None" (small_images: the
+    # classes are the data's), with cpu_smoke's 4 classes an OutOfRangeError traceback
+    (TRAIN + ("--config=small_images", f"--dataset={DATA}/empty.tfrecord"),
+     f"dataset '{DATA}/empty.tfrecord' is an empty file: it holds no examples; give a TFRecord "
+     "file with examples, a folder of images or shards, a glob or tfds:<name>"),
     (SMOKE + ("--config.width_coefficient=20",),
      "config.width_coefficient=20 is out of range [0.1, 8]"),
     (SMOKE + ("--config.num_classes=0",), "config.num_classes must be >= 2"),

@@ -166,9 +166,9 @@ def validate(config) -> scaling_lib.Scaling:
             f"{config.dataset!r} is read from where it names: drop --data_dir, or give the "
             "folder or TFRecords as --dataset")
     if config.dataset not in (SYNTHETIC, RANDOM):
-        missing = source_specs.missing_local(str(config.dataset))
-        if missing:
-            raise ValueError(missing)
+        problem = source_specs.local_problem(str(config.dataset))
+        if problem:
+            raise ValueError(problem)
     if config.num_classes is not None and config.num_classes < 2:
         raise ValueError(f"config.num_classes must be >= 2 (or None: the dataset's), got "
                          f"{config.num_classes!r}")

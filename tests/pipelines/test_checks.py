@@ -48,6 +48,17 @@ def test_empty_class_folders_are_refused_in_train_and_warned_about_in_val(tmp_pa
                                "not measured"]
 
 
+def test_a_split_without_examples_is_fatal(tmp_path, kit):
+    """Shards whose files hold no records (``train`` refuses an empty file as --dataset before
+    TensorFlow loads: tests/test_cli_errors.py)."""
+    folder = str(tmp_path / "shards")
+    kit.write_shards(folder, "validation", 1, 3)
+    (tmp_path / "shards" / "train-00000-of-00001").write_bytes(b"")
+    (fatal,) = check(pipelines.get_source(folder, num_classes=3)).fatal
+    assert fatal == (f"split 'train' of dataset '{folder}' holds no examples (an empty file?): "
+                     "give data with examples")
+
+
 def test_a_batch_larger_than_the_training_split_is_fatal(image_folder):
     assert not check(image_folder, batch=18, eval_split="train").fatal
     (fatal,) = check(image_folder, batch=19, eval_split="train").fatal
