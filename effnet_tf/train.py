@@ -28,6 +28,9 @@ def main(argv):
     effnet_flags.use_backend(config.backend)  # before Keras loads
     try:
         effnet_flags.check_train_model_dir(flags.FLAGS.model_dir, config)
+        if config.data_service:  # a dispatcher that is not there: said before TensorFlow
+            from pipelines.service import check_reachable
+            check_reachable(config.data_service)
     except ValueError as e:
         effnet_flags.fail(str(e))
     from effnet_tf.training.trainer import (CheckpointWriteError, Interrupted, NonFiniteLossError,

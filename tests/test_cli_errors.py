@@ -139,6 +139,20 @@ def test_a_model_dir_that_train_cannot_use_is_refused_before_tensorflow(tmp_path
                           f"(pid {os.getpid()} on {owner['host']}, since 2026-12-07 10:00:00)")
 
 
+def test_a_data_service_that_is_not_there_is_one_line_before_tensorflow(tmp_path):
+    """Was silence for ever (blocked in register_dataset), and a lock.json left behind."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = run_cli(*SMOKE[:1], f"--model_dir={tmp_path}/run", *SMOKE[2:],
+                  f"--config.data_service=grpc://127.0.0.1:{port}")
+    assert_one_line_error(
+        out, "effnet_tf.train", f"no tf.data service dispatcher at grpc://127.0.0.1:{port} "
+        f"(Connection refused): start one there (python -m pipelines.service dispatcher "
+        f"--port {port}) or correct the address (--config.data_service)")
+    assert not os.path.exists(tmp_path / "run" / "lock.json")
+
+
 def test_valid_flags_and_config_are_checked_without_tensorflow(tmp_path):
     code = ("import os, sys\n"
             f"sys.argv = ['effnet_tf.train', '--config=cpu_smoke', '--model_dir={tmp_path}',"

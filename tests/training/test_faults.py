@@ -1,14 +1,14 @@
 """Faults a long run meets, through the real CLI: preemption (SIGTERM), a second run on a live
 model_dir, a corrupt checkpoint, a full disk, a changed optimizer, undecodable images (in
 training, evaluate and predict); the progress lines a log file gets, and none of TensorFlow's
-start-up lines. (An unwritable model_dir: tests/test_cli_errors.py, refused before TensorFlow.)"""
+start-up lines. (An unwritable model_dir, an empty dataset file, a data service that is not
+there: tests/test_cli_errors.py, refused before TensorFlow.)"""
 
 import json
 import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -295,19 +295,4 @@ def test_problems_in_the_data_stop_the_run_before_training_in_one_line(tmp_path)
             "most 10") in out.stdout
     assert "Model " not in out.stdout and "Epoch" not in out.stdout
     assert not os.path.exists(tmp_path / "run" / "checkpoints")
-    assert not os.path.exists(tmp_path / "run" / "lock.json")
-
-
-def test_a_data_service_that_is_not_there_is_one_line_and_leaves_no_lock(tmp_path):
-    """Was silence for ever (blocked in register_dataset), and a lock.json left behind."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    out = train(tmp_path / "run", f"--config.data_service=grpc://127.0.0.1:{port}",
-                "--epochs=1", "--config.steps_per_epoch=2")
-    assert out.returncode == 2, out.stderr[-3000:]
-    assert out.stderr.strip().splitlines()[-1] == (
-        f"effnet_tf.train: error: no tf.data service dispatcher at grpc://127.0.0.1:{port} "
-        f"(Connection refused): start one there (python -m pipelines.service dispatcher "
-        f"--port {port}) or correct the address (--config.data_service)")
     assert not os.path.exists(tmp_path / "run" / "lock.json")
