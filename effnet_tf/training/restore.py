@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 
 import keras
@@ -62,39 +63,43 @@ def _load_jax_run(run_dir: RunDir, spec: RunSpec, use_ema: bool) -> TrainedModel
     step, weights, average = read_weights(run_dir.checkpoint_dir(None))
     averaged = bool(average is not None and use_ema)
     values = average if averaged else weights
-    if keras.backend.backend() == "jax":
-        model = _built_with(spec.model, values, run_dir.path)
-    else:
-        model = recipe.build_model(spec.model)
-        _check_count(model, values, run_dir.path)
-        for variable, value in zip(model.weights, values):
-            variable.assign(value)
+    model = _built_with(spec.model, values, run_dir.path)
     return TrainedModel(model, spec, run_dir.class_names(), step, averaged)
 
 
-def _check_count(model, values: list, path: str) -> None:
+def _built_with(model_spec, values: list, path: str):
+    """The model with ``values`` as its weights. Under Keras' JAX backend, built as usual,
+    every initializer would run as XLA compilations of its own, per shape (120 for a tiny
+    EfficientNet: 20 of an evaluation's 28 CPU seconds on 2 cores), for values the checkpoint
+    replaces: its variables are made in a ``keras.StatelessScope``, which defers their
+    initialization, then initialized from ``values`` (NumPy, copied to the device: nothing
+    compiled), the few others (dropout seeds) with their own initializers. This uses Keras
+    3's deferred initialization (``initialize_all_variables``, a variable's
+    ``_initializer``); where a Keras lacks it, the values are assigned to a model built as
+    usual."""
+    import numpy as np
+
+    try:
+        from keras.src.backend.common.variables import initialize_all_variables
+    except ImportError:
+        initialize_all_variables = None
+    deferred = keras.backend.backend() == "jax" and initialize_all_variables is not None
+    scope = keras.StatelessScope(initialize_variables=False) if deferred else None
+    with scope or contextlib.nullcontext():
+        model = recipe.build_model(model_spec)
     if len(values) != len(model.weights):
         raise ValueError(f"model_dir {path!r}: its checkpoint holds {len(values)} weights, the "
                          f"model of its config.json {len(model.weights)}")
-
-
-def _built_with(model_spec, values: list, path: str):
-    """Under Keras' JAX backend, the model with ``values`` as its weights from the start.
-    Built as usual, every initializer would run as XLA compilations of its own, per shape
-    (120 for a tiny EfficientNet: 20 of an evaluation's 28 CPU seconds on 2 cores), for values
-    the checkpoint replaces. Its variables are made in a ``keras.StatelessScope``, which
-    defers their initialization, and then initialized from ``values`` (NumPy, copied to the
-    device: nothing compiled); the few others (dropout seeds) with their own initializers."""
-    import numpy as np
-    from keras.src.backend.common.variables import initialize_all_variables
-
-    with keras.StatelessScope(initialize_variables=False):
-        model = recipe.build_model(model_spec)
-    _check_count(model, values, path)
+    if deferred:
+        for variable, value in zip(model.weights, values):
+            if tuple(variable.shape) != np.shape(value):
+                raise ValueError(f"model_dir {path!r}: its checkpoint's {variable.path} has "
+                                 f"shape {np.shape(value)}, the model's {tuple(variable.shape)}")
+            variable._initializer = lambda shape, dtype, value=value: np.asarray(value, dtype)
+        initialize_all_variables()
+        first = model.weights[0]
+        if np.array_equal(np.asarray(first.value), np.asarray(values[0], first.dtype)):
+            return model
     for variable, value in zip(model.weights, values):
-        if tuple(variable.shape) != tuple(np.shape(value)):
-            raise ValueError(f"model_dir {path!r}: its checkpoint's {variable.path} has shape "
-                             f"{tuple(np.shape(value))}, the model's {tuple(variable.shape)}")
-        variable._initializer = lambda shape, dtype, value=value: np.asarray(value, dtype)
-    initialize_all_variables()
+        variable.assign(value)  # (checks the shapes)
     return model
